@@ -1,0 +1,142 @@
+"""Every exception that parsl_wq raises, in one place.
+
+Each message says what happened and what to check. Exceptions that reach a
+Parsl user through a future derive from Parsl's own classes, so code that
+catches Parsl's exceptions keeps working.
+"""
+
+from typing import Any, Iterable, Optional
+
+from parsl.errors import ParslError
+from parsl.executors.errors import InvalidResourceSpecification as _ParslInvalidResourceSpecification
+
+
+class EngineNotFound(ImportError):
+    """No Work Queue Python module could be loaded."""
+
+    def __init__(self, tried: Iterable[str]):
+        self.tried = list(tried)
+        super().__init__(
+            "Work Queue (cctools) was not found. Install it with conda "
+            "('conda install -c conda-forge ndcctools') or, on Debian/Ubuntu, with apt "
+            "('apt-get install coop-computing-tools python3-workqueue'). Tried: "
+            + "; ".join(self.tried))
+
+
+class ConfigurationError(ParslError, ValueError):
+    """An executor parameter has a value this executor cannot honour."""
+
+    def __init__(self, parameter: str, value: Any, accepted: str):
+        self.parameter = parameter
+        self.value = value
+        self.accepted = accepted
+
+    def __str__(self) -> str:
+        return f"{self.parameter}={self.value!r} cannot be used: {self.accepted}"
+
+
+class InvalidResourceSpecification(_ParslInvalidResourceSpecification):
+    """A ``parsl_resource_specification`` key or value is not accepted."""
+
+    def __init__(self, key: str, value: Any, accepted: str):
+        super().__init__({key}, accepted)
+        self.key = key
+        self.value = value
+        self.accepted = accepted
+
+    def __str__(self) -> str:
+        return f"parsl_resource_specification[{self.key!r}] = {self.value!r} is not accepted: {self.accepted}"
+
+
+class ExecutorBroken(ParslError):
+    """The executor cannot run tasks any more; every pending and later task fails with this."""
+
+    def __init__(self, label: str, reason: str):
+        self.label = label
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"WorkQueueExecutor {self.label!r} is broken: {self.reason}"
+
+
+class ExecutorShutdown(ParslError):
+    """The task was still outstanding when the executor shut down."""
+
+    def __init__(self, label: str, task_id: int):
+        self.label = label
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return (f"task {self.task_id} was still outstanding when WorkQueueExecutor "
+                f"{self.label!r} shut down; it did not run to completion")
+
+
+class TaskFailure(ParslError):
+    """Work Queue could not run the task to a result.
+
+    ``result`` is Work Queue's result name (for example ``RESOURCE_EXHAUSTION``),
+    ``exit_code`` the runner's exit code, ``output`` the end of the task's output.
+    """
+
+    def __init__(self, task_id: int, result: str, explanation: str,
+                 exit_code: Optional[int] = None, output: str = ""):
+        self.task_id = task_id
+        self.result = result
+        self.explanation = explanation
+        self.exit_code = exit_code
+        self.output = output
+
+    def __str__(self) -> str:
+        text = f"task {self.task_id} failed in Work Queue ({self.result}): {self.explanation}"
+        if self.exit_code is not None:
+            text += f" [exit code {self.exit_code}]"
+        if self.output:
+            text += f"\n--- end of task output ---\n{self.output}"
+        return text
+
+
+class RemoteException(ParslError):
+    """An app raised an exception that could not be sent back as its own type."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str):
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}\n--- remote traceback ---\n{self.traceback_text}"
+
+
+class ResultUnreadable(ParslError):
+    """The task's result file exists but cannot be loaded on the submit side."""
+
+    def __init__(self, task_id: int, cause: BaseException):
+        self.task_id = task_id
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return (f"the result of task {self.task_id} could not be loaded: {self.cause!r}. "
+                "Check that the classes in the result are importable on the submit side.")
+
+
+RESULT_EXPLANATIONS = {
+    "SUCCESS": "the runner exited without writing its result file",
+    "INPUT_MISSING": "an input file could not be sent to the worker; check that every input File exists on the submit side",
+    "OUTPUT_MISSING": "the result file or an output file did not come back from the worker; "
+                      "check that the worker's Python can run the runner (see the task output)",
+    "STDOUT_MISSING": "the task's standard output was lost",
+    "SIGNAL": "the task was killed by a signal",
+    "RESOURCE_EXHAUSTION": "the task used more resources than it was allocated",
+    "TASK_TIMEOUT": "the task ran past its end time",
+    "UNKNOWN": "Work Queue could not classify the failure",
+    "FORSAKEN": "the task was abandoned by its worker and not retried",
+    "MAX_RETRIES": "the task failed on every attempt allowed by max_retries",
+    "TASK_MAX_RUN_TIME": "the task ran longer than its maximum running time",
+    "DISK_ALLOC_FULL": "the task filled the disk allocated to its sandbox",
+    "RMONITOR_ERROR": "the resource monitor wrapping the task failed",
+    "NOT_SUBMITTED": "Work Queue refused to accept the task",
+}
+
+
+def explain_result(result_name: str) -> str:
+    return RESULT_EXPLANATIONS.get(result_name, f"Work Queue reported result {result_name}")

@@ -1,0 +1,505 @@
+"""WorkQueueExecutor: Parsl apps as Work Queue tasks.
+
+Data flow::
+
+    Parsl DFK                executor (this process)            manager process              workers
+    ---------                -----------------------            ---------------              -------
+    1. submit(fn, spec,  --> check spec; write function file
+       args, kwargs)         (once per content) and task file;
+                             SubmitTask over the channel  -->  2. queue.submit(Task)  -->  3. pwq_runner.py runs
+                                                                                               fn(*args, **kwargs),
+                                                                                               writes the result file
+                                                               4. queue.wait returns;  <--    (Work Queue fetches it)
+                             5. collector thread reads   <--      TaskDone
+                                TaskDone, loads the result
+    6. future resolves  <--     file, deletes task files
+
+One broken state: if the manager process exits unexpectedly, every pending
+future fails with the same ``ExecutorBroken`` and later ``submit`` calls raise it.
+"""
+
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Dict, List, Optional
+
+import typeguard
+from parsl.data_provider.staging import Staging
+from parsl.executors.status_handling import BlockProviderExecutor
+from parsl.jobs.states import TERMINAL_STATES
+from parsl.monitoring.radios.base import RadioConfig
+from parsl.monitoring.radios.filesystem import FilesystemRadio
+from parsl.providers import LocalProvider
+from parsl.providers.base import ExecutionProvider
+from parsl.utils import RepresentationMixin
+
+from parsl_wq import serialize
+from parsl_wq.engine import load_work_queue
+from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, TaskFailure,
+                             explain_result)
+from parsl_wq.files import FilePlanner
+from parsl_wq.messages import Channel, FileTransfer, ManagerConfig, Ready, Stop, SubmitTask, TaskDone
+from parsl_wq.resources import parse_resource_specification
+
+logger = logging.getLogger(__name__)
+
+WORK_QUEUE_DEFAULT_PORT = 9123
+RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
+START_TIMEOUT = 60      # seconds for the manager process to report its port
+STOP_TIMEOUT = 10       # seconds for the manager process to exit at shutdown
+
+
+class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
+    """Run Parsl apps as Work Queue tasks on ``work_queue_worker`` processes.
+
+    A drop-in replacement for ``parsl.executors.WorkQueueExecutor``: every
+    parameter has the same name and meaning. By default a ``LocalProvider``
+    starts one worker on this machine, connecting to 127.0.0.1.
+
+    Parameters
+    ----------
+    label : str
+        Name of the executor in the Parsl config. Default "WorkQueueExecutor".
+    provider : ExecutionProvider, optional
+        Where workers are started. Default: a ``LocalProvider`` (one block).
+    working_dir : str
+        Kept for compatibility; task files live in the run directory.
+    project_name : str, optional
+        Work Queue project name: workers find the manager by this name through
+        a catalog server (``CATALOG_HOST``/``CATALOG_PORT``) instead of its address.
+    project_password_file : str, optional
+        Password file shared by the manager and the workers.
+    address : str, optional
+        Address workers connect to. Default: 127.0.0.1 for a ``LocalProvider``,
+        this host's name otherwise.
+    port : int
+        Port the manager listens on; 0 picks a free one (see ``worker_port``).
+    env : dict of str to str, optional
+        Environment variables set for every task on the worker.
+    shared_fs : bool
+        True if workers see the submit side's files at the same paths; then no
+        Parsl File is transferred. Default False: every File is transferred.
+    storage_access : list of Staging, optional
+        Parsl staging providers for non-local files.
+    use_cache : bool
+        Keep input Files on the workers for later tasks, matched by path.
+    source : bool
+        Accepted for compatibility: functions are always shipped serialized.
+    pack : bool
+        Ship a packed Python environment with the tasks (not available yet).
+    extra_pkgs : list of str, optional
+        Extra packages for ``pack``.
+    autolabel : bool
+        Measure tasks with Work Queue's resource monitor and size allocations from it.
+    autolabel_window : int
+        Tasks measured before allocations are trusted.
+    autocategory : bool
+        Put each app in a Work Queue category of its own name.
+    max_retries : int, optional
+        Work Queue's own retries of a failed task (None: no limit). Default 1,
+        so that retries are left to Parsl's ``retries``.
+    init_command : str
+        Shell command run before each task on the worker.
+    worker_options : str
+        Extra options for ``work_queue_worker``.
+    full_debug : bool
+        Write Work Queue's full debug log to the run directory.
+    worker_executable : str
+        Command that starts a worker. Default "work_queue_worker".
+    function_dir : str, optional
+        Where task files are written. Default: under the run directory.
+    coprocess : bool
+        Run tasks in a Work Queue coprocess; needs a Work Queue built with coprocess support.
+    scaling_cores_per_worker : int
+        Cores a worker is expected to have, for Parsl's scaling.
+    remote_monitoring_radio : RadioConfig, optional
+        How tasks report to Parsl monitoring. Default: a ``FilesystemRadio``.
+    """
+
+    @typeguard.typechecked
+    def __init__(self,
+                 label: str = "WorkQueueExecutor",
+                 provider: Optional[ExecutionProvider] = None,
+                 working_dir: str = ".",
+                 project_name: Optional[str] = None,
+                 project_password_file: Optional[str] = None,
+                 address: Optional[str] = None,
+                 port: int = WORK_QUEUE_DEFAULT_PORT,
+                 env: Optional[Dict] = None,
+                 shared_fs: bool = False,
+                 storage_access: Optional[List[Staging]] = None,
+                 use_cache: bool = False,
+                 source: bool = False,
+                 pack: bool = False,
+                 extra_pkgs: Optional[List[str]] = None,
+                 autolabel: bool = False,
+                 autolabel_window: int = 1,
+                 autocategory: bool = True,
+                 max_retries: Optional[int] = 1,
+                 init_command: str = "",
+                 worker_options: str = "",
+                 full_debug: bool = True,
+                 worker_executable: str = "work_queue_worker",
+                 function_dir: Optional[str] = None,
+                 coprocess: bool = False,
+                 scaling_cores_per_worker: int = 1,
+                 remote_monitoring_radio: Optional[RadioConfig] = None):
+        BlockProviderExecutor.__init__(self, provider=provider if provider is not None else LocalProvider(),
+                                       block_error_handler=True)
+        self.label = label
+        self.working_dir = working_dir
+        self.project_name = project_name
+        self.project_password_file = project_password_file
+        self.address = address
+        self.port = port
+        self.env = env
+        self.shared_fs = shared_fs
+        self.storage_access = storage_access
+        self.use_cache = use_cache
+        self.source = source
+        self.pack = pack
+        self.extra_pkgs = extra_pkgs
+        self.autolabel = autolabel
+        self.autolabel_window = autolabel_window
+        self.autocategory = autocategory
+        self.max_retries = max_retries
+        self.init_command = init_command
+        self.worker_options = worker_options
+        self.full_debug = full_debug
+        self.worker_executable = worker_executable
+        self.function_dir = function_dir
+        self.coprocess = coprocess
+        self.scaling_cores_per_worker = scaling_cores_per_worker
+        self.remote_monitoring_radio = remote_monitoring_radio or FilesystemRadio()
+        self._check_configuration()
+
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._next_id = 0
+        self._slots: Dict[int, int] = {}
+        self._outstanding_slots = 0
+        self._written_functions: set = set()
+        self._manager: Optional[subprocess.Popen] = None
+        self._channel: Optional[Channel] = None
+        self._collector: Optional[threading.Thread] = None
+        self._stopping = False
+        self.worker_port: Optional[int] = None
+        self.worker_command = ""
+
+    def _check_configuration(self) -> None:
+        wq = load_work_queue()
+        if self.coprocess and not hasattr(wq, "RemoteTask"):
+            raise ConfigurationError("coprocess", True, "this Work Queue build has no coprocess support "
+                                     "(its Python module lacks RemoteTask); use coprocess=False")
+        if self.pack:
+            raise ConfigurationError("pack", True, "packing environments is not available in this version; "
+                                     "install the apps' packages on the workers and use pack=False")
+        if self.project_password_file is not None and not os.path.isfile(self.project_password_file):
+            raise ConfigurationError("project_password_file", self.project_password_file,
+                                     "the path of an existing password file")
+        if self.env is not None:
+            for key, value in self.env.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise ConfigurationError("env", self.env, f"a dict of str to str (entry {key!r}: {value!r})")
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError("port", self.port, "0 (any free port) or a port number up to 65535")
+        if self.autolabel_window < 1:
+            raise ConfigurationError("autolabel_window", self.autolabel_window, "an int >= 1")
+        if self.max_retries is not None and self.max_retries < 0:
+            raise ConfigurationError("max_retries", self.max_retries, "None (no limit) or an int >= 0")
+        if self.scaling_cores_per_worker < 1:
+            raise ConfigurationError("scaling_cores_per_worker", self.scaling_cores_per_worker, "an int >= 1")
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        """Create the run directory, start the manager process and the first blocks of workers."""
+        super().start()
+        self._log_dir = os.path.join(self.run_dir, self.label)
+        if self.function_dir is None:
+            self._data_dir = os.path.join(self._log_dir, "function_data")
+        else:
+            self._data_dir = os.path.join(self.function_dir, self.run_id or str(time.time()), self.label)
+        self._function_cache_dir = os.path.join(self._data_dir, "functions")
+        for folder in (self._log_dir, self._data_dir, self._function_cache_dir):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        self._files = FilePlanner(self.shared_fs, self.use_cache, os.getcwd())
+        self._python = shlex.quote(sys.executable)
+
+        self._start_manager()
+        self._collector = threading.Thread(target=self._collect, name=f"{self.label}-collector", daemon=True)
+        self._collector.start()
+        self.worker_command = self._worker_command()
+        logger.info("WorkQueueExecutor %s: manager listening on port %d; workers start with: %s",
+                    self.label, self.worker_port, self.worker_command)
+        if self.provider is not None and self.provider.init_blocks > 0:
+            self.scale_out_facade(self.provider.init_blocks)
+
+    def _start_manager(self) -> None:
+        to_manager_r, to_manager_w = os.pipe()
+        from_manager_r, from_manager_w = os.pipe()
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+        with open(os.path.join(self._log_dir, "manager.log"), "ab") as log:
+            self._manager = subprocess.Popen(
+                [sys.executable, "-m", "parsl_wq.manager", str(to_manager_r), str(from_manager_w)],
+                pass_fds=(to_manager_r, from_manager_w), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        os.close(to_manager_r)
+        os.close(from_manager_w)
+        self._channel = Channel(from_manager_r, to_manager_w)
+        self._channel.send(ManagerConfig(
+            port=self.port, log_dir=self._log_dir, project_name=self.project_name,
+            password_file=self.project_password_file, debug_log=self.full_debug,
+            autolabel=self.autolabel, autolabel_window=self.autolabel_window,
+            shutdown_workers=self.provider is not None))
+        try:
+            replies = self._channel.receive(timeout=START_TIMEOUT)
+        except EOFError:
+            replies = []
+        if not replies or not isinstance(replies[0], Ready):
+            reason = getattr(replies[0], "reason", None) if replies else None
+            self._stop_manager()
+            raise ExecutorBroken(self.label, "the Work Queue manager did not start: "
+                                 + (reason or self._manager_log_tail()))
+        self.worker_port = replies[0].port
+
+    def _worker_command(self) -> str:
+        parts = [self.worker_executable]
+        if self.project_password_file:
+            parts += ["--password", shlex.quote(self.project_password_file)]
+        if self.worker_options:
+            parts.append(self.worker_options)
+        if self.project_name:
+            parts += ["-M", shlex.quote(self.project_name)]
+        else:
+            parts += [self._worker_address(), str(self.worker_port)]
+        return " ".join(parts)
+
+    def _worker_address(self) -> str:
+        if self.address:
+            return self.address
+        if isinstance(self.provider, LocalProvider):
+            return "127.0.0.1"
+        return socket.gethostname()
+
+    def _get_launch_command(self, block_id: str) -> str:
+        return f"PARSL_WORKER_BLOCK_ID={block_id} {self.worker_command}"
+
+    # ----------------------------------------------------------------- submit
+
+    def submit(self, func: Callable, resource_specification: Dict[str, Any], *args: Any, **kwargs: Any) -> Future:
+        """Send one app invocation to Work Queue; returns its future.
+
+        Raises
+        ------
+        InvalidResourceSpecification
+            If ``resource_specification`` has an unknown key or a bad value.
+        ExecutorBroken
+            If the manager process has died.
+        """
+        resources = parse_resource_specification(resource_specification)
+        if self.bad_state_is_set:
+            raise self.executor_exception
+        with self._lock:
+            task_id = self._next_id
+            self._next_id += 1
+        task_args, task_kwargs, staging = self._files.plan(args, kwargs)
+        function_name = self._write_function(func)
+        serialize_task = serialize.dumps((task_args, task_kwargs))
+        with open(self._task_path(task_id, "task"), "wb") as f:
+            f.write(serialize_task)
+
+        future: Future = Future()
+        future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
+        slots = resources.slots(self.scaling_cores_per_worker)
+        with self._lock:
+            self._tasks[task_id] = future
+            self._slots[task_id] = slots
+            self._outstanding_slots += slots
+        message = self._submit_message(task_id, func, function_name, resources, staging)
+        try:
+            with self._send_lock:
+                self._channel.send(message)
+        except OSError as e:
+            self._break(f"the manager process cannot be reached ({e})")
+        return future
+
+    def _write_function(self, func: Callable) -> str:
+        data = serialize.serialize_function(func)
+        name = f"pwq_fn_{serialize.function_digest(data)}.pkl"
+        if name not in self._written_functions:
+            path = os.path.join(self._function_cache_dir, name)
+            temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(temporary, "wb") as f:
+                f.write(data)
+            os.replace(temporary, path)
+            self._written_functions.add(name)
+        return name
+
+    def _task_path(self, task_id: int, kind: str) -> str:
+        return os.path.join(self._data_dir, f"{task_id}.{kind}")
+
+    def _submit_message(self, task_id, func, function_name, resources, staging) -> SubmitTask:
+        command = (f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; "
+                   f"exec \"$PY\" pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl")
+        if self.init_command:
+            command = f"{self.init_command}; {command}"
+        inputs = [FileTransfer(RUNNER, "pwq_runner.py", cache=True),
+                  FileTransfer(os.path.join(self._function_cache_dir, function_name), function_name, cache=True),
+                  FileTransfer(self._task_path(task_id, "task"), "pwq_task.pkl", cache=False)]
+        inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
+        outputs = [FileTransfer(self._task_path(task_id, "result"), "pwq_result.pkl", cache=False)]
+        outputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
+        if resources.category is not None:
+            category = resources.category
+        elif self.autocategory:
+            category = getattr(serialize.unwrap(func), "__name__", "parsl-default")
+        else:
+            category = "parsl-default"
+        requested = {k: getattr(resources, k) for k in ("cores", "memory", "disk", "gpus", "priority",
+                                                         "running_time_min") if getattr(resources, k) is not None}
+        return SubmitTask(task_id=task_id, command=command, category=category,
+                          inputs=tuple(_unique(inputs)), outputs=tuple(_unique(outputs)),
+                          resources=requested, env=dict(self.env or {}), max_retries=self.max_retries)
+
+    # ---------------------------------------------------------------- results
+
+    def _collect(self) -> None:
+        """Collector thread: deliver each TaskDone until the manager's channel closes."""
+        while True:
+            try:
+                messages = self._channel.receive()
+            except (EOFError, OSError, ValueError):
+                break
+            for message in messages:
+                if isinstance(message, TaskDone):
+                    self._deliver(message)
+        if not self._stopping:
+            code = self._manager.wait(timeout=5) if self._manager else None
+            self._break(f"the Work Queue manager process exited unexpectedly (exit code {code}); "
+                        f"see {os.path.join(self._log_dir, 'manager.log')}: {self._manager_log_tail()}")
+
+    def _deliver(self, done: TaskDone) -> None:
+        with self._lock:
+            future = self._tasks.pop(done.task_id, None)
+            self._outstanding_slots -= self._slots.pop(done.task_id, 0)
+        result_path = self._task_path(done.task_id, "result")
+        try:
+            with open(result_path, "rb") as f:
+                ok, value = serialize.load_outcome(f.read(), done.task_id)
+        except FileNotFoundError:
+            ok, value = False, TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
+                                           done.exit_code, done.output)
+        for kind in ("task", "result"):
+            _remove(self._task_path(done.task_id, kind))
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    # ------------------------------------------------------------ broken state
+
+    def _break(self, reason: str) -> None:
+        """Enter the broken state: fail every pending future with one exception."""
+        exception = ExecutorBroken(self.label, reason)
+        with self._lock:
+            if self._executor_bad_state.is_set():
+                return
+            self._executor_exception = exception
+            self._executor_bad_state.set()
+            pending = list(self._tasks.values())
+            self._tasks.clear()
+        logger.error("%s", exception)
+        for future in pending:
+            if not future.done():
+                future.set_exception(exception)
+
+    def set_bad_state_and_fail_all(self, exception: Exception) -> None:
+        """Called by Parsl's block error handler, for example when every block failed."""
+        self._break(str(exception))
+
+    # ----------------------------------------------------------------- scaling
+
+    def outstanding(self) -> int:
+        """Cores held by tasks not yet finished; a task without ``cores`` holds a whole worker."""
+        return self._outstanding_slots
+
+    @property
+    def workers_per_node(self) -> int:
+        return self.scaling_cores_per_worker
+
+    # ---------------------------------------------------------------- shutdown
+
+    def shutdown(self) -> None:
+        """Stop the manager and the workers this executor started; fail what is still outstanding."""
+        self._stopping = True
+        self._stop_manager()
+        if self._collector is not None:
+            self._collector.join(timeout=STOP_TIMEOUT)
+        self._cancel_blocks()
+        with self._lock:
+            leftover = dict(self._tasks)
+            self._tasks.clear()
+        for task_id, future in leftover.items():
+            if not future.done():
+                future.set_exception(ExecutorShutdown(self.label, task_id))
+        super().shutdown()
+
+    def _stop_manager(self) -> None:
+        if self._manager is None:
+            return
+        if self._channel is not None:
+            try:
+                with self._send_lock:
+                    self._channel.send(Stop())
+            except OSError:
+                pass
+        try:
+            self._manager.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._manager.kill()
+            self._manager.wait()
+        if self._channel is not None:
+            try:
+                os.close(self._channel.write_fd)
+            except OSError:
+                pass
+
+    def _cancel_blocks(self) -> None:
+        if self.provider is None:
+            return
+        active = [job for block, job in self.blocks_to_job_id.items()
+                  if block not in self._status or self._status[block].state not in TERMINAL_STATES]
+        if active:
+            self.provider.cancel(active)
+
+    def _manager_log_tail(self, lines: int = 20) -> str:
+        try:
+            with open(os.path.join(self._log_dir, "manager.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
+        except OSError as e:
+            return f"(no manager.log: {e})"
+
+
+def _unique(transfers: List[FileTransfer]) -> List[FileTransfer]:
+    seen = {}
+    for t in transfers:
+        seen.setdefault(t.remote, t)
+    return list(seen.values())
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,109 @@
+"""Which Parsl files a task reads and writes, and where they live in its sandbox.
+
+With ``shared_fs=False`` nothing is assumed to be shared between the submit
+side and the workers: every local ``File`` argument (``inputs``, ``outputs``,
+positional and keyword Files) and the ``stdout``/``stderr`` files of bash apps
+are transferred by Work Queue. The task receives copies of its File objects
+whose ``local_path`` names the file inside its sandbox, so the worker needs no
+remapping step. With ``shared_fs=True`` no file is transferred and the copies
+point at absolute paths on the shared filesystem.
+
+The caller's File objects are never modified.
+"""
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Tuple
+
+from parsl.data_provider.files import File
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    local: str    # absolute path on the submit side
+    remote: str   # path inside the task's sandbox
+    cache: bool   # keep on the worker for later tasks
+
+
+@dataclass
+class Staging:
+    inputs: List[StagedFile] = field(default_factory=list)
+    outputs: List[StagedFile] = field(default_factory=list)
+
+
+def sandbox_name(path: str) -> str:
+    """A relative path stays as it is; anything else moves under ``abs/``."""
+    normal = os.path.normpath(path)
+    if os.path.isabs(normal) or normal.startswith(".."):
+        return "abs" + os.path.abspath(path)
+    return normal
+
+
+class FilePlanner:
+    """Rewrites one task's arguments and collects the files to transfer."""
+
+    def __init__(self, shared_fs: bool, use_cache: bool, cwd: str):
+        self.shared_fs = shared_fs
+        self.use_cache = use_cache
+        self.cwd = cwd
+
+    def plan(self, args: Tuple, kwargs: Dict[str, Any]) -> Tuple[Tuple, Dict[str, Any], Staging]:
+        staging = Staging()
+        args = tuple(self._input(a, staging) for a in args)
+        kwargs = dict(kwargs)
+        for key, value in kwargs.items():
+            if key == "inputs" and isinstance(value, (list, tuple)):
+                kwargs[key] = [self._input(f, staging) for f in value]
+            elif key == "outputs" and isinstance(value, (list, tuple)):
+                kwargs[key] = [self._output(f, staging) for f in value]
+            elif key in ("stdout", "stderr") and value:
+                kwargs[key] = self._std_stream(value, staging)
+            else:
+                kwargs[key] = self._input(value, staging)
+        return args, kwargs, staging
+
+    def _absolute(self, path: str) -> str:
+        return os.path.normpath(os.path.join(self.cwd, os.fspath(path)))
+
+    def _rewrite(self, f: File) -> Tuple[File, str, str]:
+        local = self._absolute(f.filepath)
+        remote = local if self.shared_fs else sandbox_name(f.filepath)
+        task_copy = copy.copy(f)
+        task_copy.local_path = remote
+        return task_copy, local, remote
+
+    def _input(self, value: Any, staging: Staging) -> Any:
+        if not _is_local_file(value):
+            return value
+        task_copy, local, remote = self._rewrite(value)
+        if not self.shared_fs:
+            staging.inputs.append(StagedFile(local, remote, cache=self.use_cache))
+        return task_copy
+
+    def _output(self, value: Any, staging: Staging) -> Any:
+        if not _is_local_file(value):
+            return value
+        task_copy, local, remote = self._rewrite(value)
+        if not self.shared_fs:
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            staging.outputs.append(StagedFile(local, remote, cache=False))
+        return task_copy
+
+    def _std_stream(self, spec: Any, staging: Staging) -> Any:
+        path, mode = (spec if isinstance(spec, tuple) and len(spec) == 2 else (spec, None))
+        if not isinstance(path, (str, os.PathLike)):
+            return spec  # Parsl's own check on the worker reports the bad value
+        local = self._absolute(path)
+        remote = local if self.shared_fs else sandbox_name(os.fspath(path))
+        if not self.shared_fs:
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            appending = mode is None or str(mode).startswith("a")
+            if appending and os.path.exists(local):
+                staging.inputs.append(StagedFile(local, remote, cache=False))
+            staging.outputs.append(StagedFile(local, remote, cache=False))
+        return remote if mode is None else (remote, mode)
+
+
+def _is_local_file(value: Any) -> bool:
+    return isinstance(value, File) and value.scheme == "file"

@@ -1,0 +1,137 @@
+"""The manager process: owns the Work Queue queue and nothing else.
+
+Started by the executor as ``python -m parsl_wq.manager READ_FD WRITE_FD``.
+Work Queue's ``wait`` holds the GIL for up to a second, so the queue lives in
+a process of its own; this module imports only the standard library and Work
+Queue, and starts in a few tens of milliseconds.
+
+Conversation over the channel (see ``parsl_wq.messages``)::
+
+    executor                          manager
+    ManagerConfig  ------------->
+                   <-------------  Ready(port) | StartFailed(reason)
+    SubmitTask     ------------->  queue.submit
+                   <-------------  TaskDone (one per task, from queue.wait)
+    Stop or EOF    ------------->  exit; workers are told to leave if the
+                                   executor started them
+"""
+
+import os
+import sys
+from types import ModuleType
+
+from parsl_wq.engine import load_work_queue
+from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone
+
+OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
+WAIT_SECONDS = 1        # Work Queue's shortest wait while tasks run
+
+
+def create_queue(wq: ModuleType, config: ManagerConfig):
+    debug_log = os.path.join(config.log_dir, "debug.log") if config.debug_log else None
+    queue = wq.WorkQueue(config.port, debug_log=debug_log,
+                         stats_log=os.path.join(config.log_dir, "stats.log"),
+                         transactions_log=os.path.join(config.log_dir, "transactions.log"))
+    if config.project_name:
+        queue.specify_name(config.project_name)
+    if config.password_file:
+        queue.specify_password_file(config.password_file)
+    if config.autolabel:
+        queue.enable_monitoring()
+        if config.autolabel_window is not None:
+            queue.tune("category-steady-n-tasks", config.autolabel_window)
+    return queue
+
+
+class Manager:
+    def __init__(self, wq: ModuleType, queue, channel: Channel, config: ManagerConfig):
+        self.wq = wq
+        self.queue = queue
+        self.channel = channel
+        self.config = config
+        self.result_names = {getattr(wq, n): n[len("WORK_QUEUE_RESULT_"):]
+                             for n in dir(wq) if n.startswith("WORK_QUEUE_RESULT_")}
+        self.categories = set()
+
+    def serve(self) -> None:
+        """Submit what arrives, report what finishes, until told to stop."""
+        while True:
+            try:
+                messages = self.channel.receive(timeout=None if self.queue.empty() else 0)
+            except EOFError:
+                return
+            for message in messages:
+                if isinstance(message, Stop):
+                    return
+                self.submit(message)
+            if not self.queue.empty():
+                task = self.queue.wait(WAIT_SECONDS)
+                if task is not None:
+                    self.report(task)
+
+    def submit(self, message: SubmitTask) -> None:
+        try:
+            self.queue.submit(self.make_task(message))
+        except Exception as e:
+            self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
+                                       f"Work Queue refused the task: {e!r}"))
+
+    def make_task(self, message: SubmitTask):
+        task = self.wq.Task(message.command)
+        task.specify_tag(str(message.task_id))
+        task.specify_category(message.category)
+        self.configure_category(message.category)
+        for name, value in message.resources.items():
+            getattr(task, "specify_" + name)(value)
+        for name, value in message.env.items():
+            task.specify_environment_variable(name, value)
+        if message.max_retries is not None:
+            task.specify_max_retries(message.max_retries)
+        for f in message.inputs:
+            task.specify_input_file(f.local, f.remote, cache=f.cache)
+        for f in message.outputs:
+            task.specify_output_file(f.local, f.remote, cache=f.cache)
+        return task
+
+    def configure_category(self, category: str) -> None:
+        if category in self.categories:
+            return
+        self.categories.add(category)
+        if self.config.autolabel:
+            self.queue.specify_category_mode(category, self.wq.WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT)
+
+    def report(self, task) -> None:
+        output = (task.output or "")[-OUTPUT_TAIL:]
+        self.channel.send(TaskDone(
+            task_id=int(task.tag),
+            result=task.result,
+            result_name=self.result_names.get(task.result, str(task.result)),
+            exit_code=task.return_status,
+            output=output,
+            host=task.hostname or ""))
+
+    def close(self) -> None:
+        if self.config.shutdown_workers:
+            self.queue.shutdown_workers(0)
+
+
+def main(argv) -> int:
+    channel = Channel(int(argv[1]), int(argv[2]))
+    (config,) = channel.receive()
+    try:
+        wq = load_work_queue()
+        queue = create_queue(wq, config)
+    except Exception as e:
+        channel.send(StartFailed(f"{type(e).__name__}: {e}"))
+        return 1
+    channel.send(Ready(queue.port))
+    manager = Manager(wq, queue, channel, config)
+    try:
+        manager.serve()
+    finally:
+        manager.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,130 @@
+"""Messages between the executor and its manager process, and how they travel.
+
+Each message is a small dataclass, pickled and sent with a 4-byte length
+prefix over a pipe. Only the standard library is imported here: the manager
+process imports this module and must start fast.
+"""
+
+import os
+import pickle
+import select
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+_HEADER = struct.Struct("!I")
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """Everything the manager process needs to create its queue."""
+    port: int
+    log_dir: str
+    project_name: Optional[str] = None
+    password_file: Optional[str] = None
+    debug_log: bool = True
+    autolabel: bool = False
+    autolabel_window: Optional[int] = None
+    shutdown_workers: bool = False
+
+
+@dataclass(frozen=True)
+class Ready:
+    port: int
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileTransfer:
+    local: str
+    remote: str
+    cache: bool
+
+
+@dataclass(frozen=True)
+class SubmitTask:
+    task_id: int
+    command: str
+    category: str
+    inputs: Tuple[FileTransfer, ...]
+    outputs: Tuple[FileTransfer, ...]
+    resources: Dict[str, Any] = field(default_factory=dict)
+    env: Dict[str, str] = field(default_factory=dict)
+    max_retries: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    task_id: int
+    result: int          # Work Queue's result code
+    result_name: str     # its name, for example "RESOURCE_EXHAUSTION"
+    exit_code: int
+    output: str          # the end of the task's stdout/stderr
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+class Channel:
+    """Framed pickles over a pair of file descriptors."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self._buffer = b""
+
+    def send(self, message: Any) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_all(self.write_fd, _HEADER.pack(len(data)) + data)
+
+    def receive(self, timeout: Optional[float] = None) -> List[Any]:
+        """Messages that arrive within ``timeout`` seconds (None: wait for at least one).
+
+        Raises EOFError when the other side has closed its end.
+        """
+        messages = self._parse()
+        if messages:
+            return messages
+        while True:
+            readable, _, _ = select.select([self.read_fd], [], [], timeout)
+            if not readable:
+                return []
+            chunk = os.read(self.read_fd, 1 << 20)
+            if not chunk:
+                raise EOFError("channel closed")
+            self._buffer += chunk
+            messages = self._parse()
+            if messages:
+                return messages
+
+    def _parse(self) -> List[Any]:
+        messages = []
+        while len(self._buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + size
+            if len(self._buffer) < end:
+                break
+            messages.append(pickle.loads(self._buffer[_HEADER.size:end]))
+            self._buffer = self._buffer[end:]
+        return messages
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
