@@ -229,7 +229,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._function_cache_dir = os.path.join(self._data_dir, "functions")
         for folder in (self._log_dir, self._data_dir, self._function_cache_dir):
             os.makedirs(folder, mode=0o700, exist_ok=True)
-        self._files = FilePlanner(self.shared_fs, self.use_cache, os.getcwd())
+        self._files = FilePlanner(self.shared_fs, self.use_cache)
         self._python = shlex.quote(sys.executable)
 
         self._start_manager()
@@ -350,6 +350,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _submit_message(self, task_id, func, function_name, resources, staging) -> SubmitTask:
         command = (f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; "
                    f"exec \"$PY\" pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl")
+        command = _preparation(staging) + command
         if self.init_command:
             command = f"{self.init_command}; {command}"
         inputs = [FileTransfer(RUNNER, "pwq_runner.py", cache=True),
@@ -489,6 +490,17 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
         except OSError as e:
             return f"(no manager.log: {e})"
+
+
+def _preparation(staging) -> str:
+    """Shell steps before the runner: folders for outputs (Work Queue creates those of inputs
+    only) and files to append to moved into place."""
+    steps = []
+    output_dirs = sorted({os.path.dirname(f.remote) for f in staging.outputs} - {""})
+    if output_dirs:
+        steps.append("mkdir -p " + " ".join(shlex.quote(d) for d in output_dirs))
+    steps += [f"mv -f {shlex.quote(sent)} {shlex.quote(final)}" for sent, final in staging.renames]
+    return "".join(step + "; " for step in steps)
 
 
 def _unique(transfers: List[FileTransfer]) -> List[FileTransfer]:

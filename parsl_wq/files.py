@@ -30,6 +30,9 @@ class StagedFile:
 class Staging:
     inputs: List[StagedFile] = field(default_factory=list)
     outputs: List[StagedFile] = field(default_factory=list)
+    # (sent name, final name): Work Queue refuses one name as both input and
+    # output, so a file the task appends to is sent under another name and moved.
+    renames: List[Tuple[str, str]] = field(default_factory=list)
 
 
 def sandbox_name(path: str) -> str:
@@ -43,10 +46,9 @@ def sandbox_name(path: str) -> str:
 class FilePlanner:
     """Rewrites one task's arguments and collects the files to transfer."""
 
-    def __init__(self, shared_fs: bool, use_cache: bool, cwd: str):
+    def __init__(self, shared_fs: bool, use_cache: bool):
         self.shared_fs = shared_fs
         self.use_cache = use_cache
-        self.cwd = cwd
 
     def plan(self, args: Tuple, kwargs: Dict[str, Any]) -> Tuple[Tuple, Dict[str, Any], Staging]:
         staging = Staging()
@@ -64,7 +66,7 @@ class FilePlanner:
         return args, kwargs, staging
 
     def _absolute(self, path: str) -> str:
-        return os.path.normpath(os.path.join(self.cwd, os.fspath(path)))
+        return os.path.abspath(os.fspath(path))  # relative to the submit side's current directory
 
     def _rewrite(self, f: File) -> Tuple[File, str, str]:
         local = self._absolute(f.filepath)
@@ -100,7 +102,8 @@ class FilePlanner:
             os.makedirs(os.path.dirname(local), exist_ok=True)
             appending = mode is None or str(mode).startswith("a")
             if appending and os.path.exists(local):
-                staging.inputs.append(StagedFile(local, remote, cache=False))
+                staging.inputs.append(StagedFile(local, remote + ".previous", cache=False))
+                staging.renames.append((remote + ".previous", remote))
             staging.outputs.append(StagedFile(local, remote, cache=False))
         return remote if mode is None else (remote, mode)
 

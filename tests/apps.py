@@ -1,0 +1,85 @@
+"""Apps used by the integration tests, importable by workers through PYTHONPATH."""
+
+import os
+import sys
+
+from parsl import bash_app, python_app
+
+
+@python_app
+def add(a, b):
+    return a + b
+
+
+@python_app
+def raise_value_error(message):
+    raise ValueError(message)
+
+
+def _inner_failure():
+    raise KeyError("inner")
+
+
+@python_app
+def raise_with_cause():
+    try:
+        _inner_failure()
+    except KeyError as e:
+        raise RuntimeError("outer") from e
+
+
+@python_app
+def read_env(name):
+    return os.environ.get(name)
+
+
+@python_app
+def modules_loaded():
+    return {"parsl": "parsl" in sys.modules, "cloudpickle": "cloudpickle" in sys.modules}
+
+
+@python_app
+def fail_until(counter_path, successes_after):
+    """Fail while the counter file holds fewer than successes_after marks."""
+    with open(counter_path, "a+") as f:
+        f.seek(0)
+        count = len(f.read())
+        f.write("x")
+    if count < successes_after:
+        raise OSError(f"attempt {count} fails")
+    return count
+
+
+@python_app
+def concatenate(inputs=(), outputs=()):
+    text = "".join(open(f.filepath).read() for f in inputs)
+    with open(outputs[0].filepath, "w") as out:
+        out.write(text.upper())
+    return text
+
+
+@python_app
+def read_positional(f, other=None):
+    return open(f.filepath).read() + (open(other.filepath).read() if other is not None else "")
+
+
+@bash_app
+def echo(message, stdout=None, stderr=None):
+    return f"echo {message}; echo {message} >&2"
+
+
+@bash_app
+def exit_with(code):
+    return f"exit {code}"
+
+
+@python_app
+def sleep_for(seconds):
+    import time
+    time.sleep(seconds)
+    return seconds
+
+
+@python_app
+def cores_spec_app(parsl_resource_specification={}):
+    return "ran"

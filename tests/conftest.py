@@ -1,0 +1,59 @@
+"""Shared fixtures. Integration tests run real work_queue_worker processes on this machine."""
+
+import os
+import time
+
+import psutil
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# Apps defined in test modules are pickled by reference: workers must import them.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)
+
+
+def worker_processes():
+    """work_queue_worker processes that are children of this test run."""
+    return [p for p in psutil.process_iter(["name"])
+            if p.info["name"] == "work_queue_worker" and _started_by_us(p)]
+
+
+def _started_by_us(process):
+    try:
+        return process.environ().get("PARSL_WQ_TEST_RUN") == str(os.getpid())
+    except (psutil.Error, OSError):
+        return False
+
+
+os.environ["PARSL_WQ_TEST_RUN"] = str(os.getpid())
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def no_leftover_workers():
+    yield
+    assert wait_until(lambda: not worker_processes(), timeout=10), \
+        f"work_queue_worker processes left behind: {worker_processes()}"
+
+
+@pytest.fixture(scope="module")
+def dfk(tmp_path_factory):
+    """A Parsl DataFlowKernel with one parsl_wq executor and one local worker."""
+    import parsl
+    from parsl.config import Config
+
+    from parsl_wq import WorkQueueExecutor
+
+    run_dir = tmp_path_factory.mktemp("runinfo")
+    executor = WorkQueueExecutor(port=0, env={"PARSL_WQ_TEST_VAR": "from-env"})
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(run_dir), strategy="none"))
+    yield kernel
+    kernel.cleanup()
+    assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
