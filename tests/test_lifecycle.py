@@ -1,0 +1,124 @@
+"""Start-up, broken state and shutdown of the executor, with real workers."""
+
+import os
+import signal
+import time
+
+import parsl
+import pytest
+from parsl.config import Config
+
+import apps
+from conftest import wait_until, worker_processes
+from parsl_wq import ConfigurationError, ExecutorBroken, ExecutorShutdown, WorkQueueExecutor
+
+SCRIPT_APPS = '''
+import sys
+from parsl import python_app
+
+@python_app
+def square(x):
+    return x * x
+
+@python_app
+def worker_modules():
+    return sorted(m for m in ("parsl", "cloudpickle") if m in sys.modules)
+
+def helper(x):
+    return x + 1
+
+@python_app
+def uses_helper(x):
+    return helper(x)
+'''
+
+
+def script_apps():
+    """Apps defined the way a user's script defines them: in ``__main__``."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(SCRIPT_APPS, "user_script.py", "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture
+def fresh_dfk(tmp_path, no_leftover_workers):
+    executor = WorkQueueExecutor(port=0)
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    yield kernel, executor
+    kernel.cleanup()
+
+
+def test_script_apps_run_without_parsl_or_cloudpickle_on_the_worker(fresh_dfk):
+    ns = script_apps()
+    assert ns["square"](9).result(timeout=60) == 81
+    assert ns["worker_modules"]().result(timeout=60) == []
+    assert ns["uses_helper"](1).result(timeout=60) == 2   # needs cloudpickle: still works
+
+
+def test_killed_manager_fails_every_pending_future_and_later_submits(fresh_dfk):
+    kernel, executor = fresh_dfk
+    assert apps.add(1, 1).result(timeout=60) == 2
+    pending = [apps.sleep_for(30) for _ in range(3)]
+    assert wait_until(lambda: executor.outstanding() == 3, timeout=30)
+    killed_at = time.monotonic()
+    os.kill(executor._manager.pid, signal.SIGKILL)
+    for future in pending:
+        exc = future.exception(timeout=10)
+        assert isinstance(exc, ExecutorBroken), exc
+        assert "exited unexpectedly" in str(exc)
+    assert time.monotonic() - killed_at < 10
+    with pytest.raises(ExecutorBroken):
+        executor.submit(len, {}, [1])
+    assert isinstance(apps.add(1, 2).exception(timeout=10), ExecutorBroken)
+
+
+def test_shutdown_is_quick_fails_outstanding_and_leaves_no_worker(tmp_path):
+    executor = WorkQueueExecutor(port=0)
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    assert apps.add(2, 2).result(timeout=60) == 4
+    assert worker_processes(), "the executor should have started a worker"
+    future = executor.submit(time.sleep, {}, 60)
+    started = time.monotonic()
+    kernel.cleanup()
+    assert time.monotonic() - started < 15
+    exc = future.exception(timeout=1)
+    assert isinstance(exc, ExecutorShutdown) and "still outstanding" in str(exc)
+    assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
+    assert executor._manager.poll() is not None
+
+
+def test_coprocess_fails_at_construction_on_this_build():
+    with pytest.raises(ConfigurationError, match="coprocess"):
+        WorkQueueExecutor(coprocess=True)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"env": {"A": 1}}, "env"),
+    ({"port": 70000}, "port"),
+    ({"max_retries": -2}, "max_retries"),
+    ({"project_password_file": "/nonexistent/pw"}, "project_password_file"),
+    ({"autolabel_window": 0}, "autolabel_window"),
+])
+def test_bad_parameters_fail_at_construction(kwargs, name):
+    with pytest.raises(ConfigurationError) as info:
+        WorkQueueExecutor(**kwargs)
+    assert name in str(info.value)
+
+
+def test_wrong_parameter_types_are_rejected():
+    import typeguard
+    with pytest.raises(typeguard.TypeCheckError, match="port"):
+        WorkQueueExecutor(port="9123")
+
+
+def test_accepts_every_parameter_of_parsls_own_executor():
+    import inspect
+
+    from parsl.executors.workqueue.executor import WorkQueueExecutor as ParslWorkQueueExecutor
+    theirs = set(inspect.signature(ParslWorkQueueExecutor.__init__).parameters) - {"self"}
+    ours = inspect.signature(WorkQueueExecutor.__init__).parameters
+    assert theirs <= set(ours)
+    executor = WorkQueueExecutor(label="x", shared_fs=True, use_cache=True, autolabel=True)
+    for name in theirs:
+        assert hasattr(executor, name), name
+    assert "label='x'" in repr(executor)
