@@ -1,0 +1,281 @@
+"""Pure logic: resource checks, serialization, the runner, file planning, the engine lookup, framing."""
+
+import os
+import pickle
+import subprocess
+import sys
+import types
+
+import pytest
+from parsl.app.errors import wrap_error
+from parsl.data_provider.files import File
+
+from parsl_wq import engine, errors, messages, runner, serialize
+from parsl_wq.files import FilePlanner, sandbox_name
+from parsl_wq.resources import Resources, parse_resource_specification
+
+RUNNER = runner.__file__
+
+
+# ---------------------------------------------------------------- resources
+
+def test_valid_specification_is_parsed():
+    spec = {"cores": 2, "memory": 100, "disk": 0, "gpus": 0, "priority": -1.5,
+            "running_time_min": 3, "category": "c"}
+    assert parse_resource_specification(spec) == Resources(**spec)
+    assert parse_resource_specification({}) == Resources()
+    assert parse_resource_specification(None) == Resources()
+
+
+@pytest.mark.parametrize("spec, key, accepted", [
+    ({"cores": 0}, "cores", "int >= 1"),
+    ({"cores": True}, "cores", "int >= 1"),
+    ({"memory": 1.5}, "memory", "int >= 0"),
+    ({"disk": -3}, "disk", "int >= 0"),
+    ({"gpus": "1"}, "gpus", "int >= 0"),
+    ({"running_time_min": -1}, "running_time_min", ">= 0"),
+    ({"priority": "high"}, "priority", "int or float"),
+    ({"category": ""}, "category", "non-empty str"),
+    ({"mem": 10}, "mem", "accepted keys are cores, memory"),
+])
+def test_bad_specification_names_key_value_and_what_is_accepted(spec, key, accepted):
+    with pytest.raises(errors.InvalidResourceSpecification) as info:
+        parse_resource_specification(spec)
+    message = str(info.value)
+    assert repr(key) in message and repr(spec[key]) in message and accepted in message
+
+
+def test_non_dict_specification_is_rejected():
+    with pytest.raises(errors.InvalidResourceSpecification, match="a dict"):
+        parse_resource_specification([("cores", 1)])
+
+
+def test_slots_default_to_a_whole_worker():
+    assert Resources().slots(4) == 4
+    assert Resources(cores=1).slots(4) == 1
+
+
+# ------------------------------------------------------------ serialization
+
+def main_function(source, name):
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, "script.py", "exec"), namespace)
+    return namespace[name]
+
+
+def test_wrap_error_is_removed():
+    def f(x):
+        return x
+    assert serialize.unwrap(wrap_error(f)) is f
+    assert serialize.unwrap(f) is f
+
+
+def test_plain_main_function_uses_the_fast_form_and_rebuilds():
+    f = main_function("import os\nK = 3\ndef f(x, y=2, *, z=1):\n    return os.sep, x * K + y + z\n", "f")
+    data = serialize.serialize_function(wrap_error(f))
+    assert data[:1] == b"F"
+    rebuilt = runner.build_function(pickle.loads(data[1:]))
+    assert rebuilt(1) == (os.sep, 6) and rebuilt(1, 0, z=0) == (os.sep, 3)
+
+
+def test_recursive_and_closure_functions_rebuild():
+    fact = main_function("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n", "fact")
+    assert runner.build_function(pickle.loads(serialize.serialize_function(fact)[1:]))(5) == 120
+    outer = main_function("def outer(k):\n    def inner(x):\n        return x + k\n    return inner\n", "outer")
+    inner = outer(10)
+    inner.__module__ = "__main__"
+    data = serialize.serialize_function(inner)
+    assert data[:1] == b"F"
+    assert runner.build_function(pickle.loads(data[1:]))(1) == 11
+
+
+def test_functions_needing_cloudpickle_fall_back_to_it():
+    f = main_function("def helper():\n    return 1\ndef f():\n    return helper()\n", "f")
+    data = serialize.serialize_function(f)
+    assert data[:1] == b"P" and b"cloudpickle" in data
+    assert pickle.loads(data[1:])() == 1
+
+
+def test_importable_functions_are_pickled_by_name():
+    data = serialize.serialize_function(os.path.join)
+    assert data[:1] == b"P" and b"cloudpickle" not in data
+
+
+def test_plain_dumps_refuses_main_objects():
+    cls = main_function("class C:\n    pass\n", "C")
+    assert serialize.plain_dumps([1, "a"]) is not None
+    assert serialize.plain_dumps(cls()) is None
+    assert serialize.plain_dumps(lambda: 1) is None
+
+
+def test_python_version_mismatch_is_reported_clearly():
+    f = main_function("def f():\n    return 1\n", "f")
+    info = pickle.loads(serialize.serialize_function(f)[1:])
+    info["python"] = (2, 7)
+    with pytest.raises(RuntimeError, match="Python 2.7 but the worker runs Python"):
+        runner.build_function(info)
+
+
+def test_rebuilt_exception_has_type_traceback_and_cause():
+    def inner():
+        raise KeyError("k")
+
+    def outer():
+        try:
+            inner()
+        except KeyError as e:
+            raise ValueError("v") from e
+    try:
+        outer()
+    except ValueError as e:
+        described = runner.failure(e)
+    ok, exc = serialize.load_outcome(pickle.dumps(described), task_id=1)
+    assert not ok and isinstance(exc, ValueError) and isinstance(exc.__cause__, KeyError)
+    import traceback
+    assert "inner" in [f.name for f in traceback.extract_tb(exc.__cause__.__traceback__)]
+
+
+def test_unpicklable_exception_becomes_remote_exception():
+    described = {"ok": False, "exception": None, "type_name": "mod.Weird", "message": "m",
+                 "traceback": None, "traceback_text": "Traceback ...", "cause": None}
+    ok, exc = serialize.load_outcome(pickle.dumps(described), task_id=1)
+    assert isinstance(exc, errors.RemoteException) and "mod.Weird: m" in str(exc)
+
+
+def test_unreadable_result_is_reported():
+    ok, exc = serialize.load_outcome(b"garbage", task_id=7)
+    assert not ok and isinstance(exc, errors.ResultUnreadable) and "task 7" in str(exc)
+
+
+# ------------------------------------------------------------------ runner
+
+def run_runner(tmp_path, function_bytes, args=(), kwargs=None):
+    (tmp_path / "fn").write_bytes(function_bytes)
+    (tmp_path / "task").write_bytes(pickle.dumps((args, kwargs or {})))
+    proc = subprocess.run([sys.executable, RUNNER, "fn", "task", "result"], cwd=tmp_path, timeout=60,
+                          capture_output=True)
+    outcome = pickle.loads((tmp_path / "result").read_bytes()) if (tmp_path / "result").exists() else None
+    return proc.returncode, outcome
+
+
+def test_runner_writes_value(tmp_path):
+    code, outcome = run_runner(tmp_path, serialize.serialize_function(max), (3, 9))
+    assert code == runner.EXIT_OK and outcome == {"ok": True, "value": 9}
+
+
+def test_runner_writes_exception(tmp_path):
+    code, outcome = run_runner(tmp_path, serialize.serialize_function(int), ("x",))
+    assert code == runner.EXIT_OK and not outcome["ok"] and isinstance(outcome["exception"], ValueError)
+
+
+def test_runner_reports_unloadable_function_as_exception(tmp_path):
+    code, outcome = run_runner(tmp_path, b"P" + pickle.dumps(os.path.join)[:-4])
+    assert code == runner.EXIT_OK and not outcome["ok"]
+
+
+def test_runner_reports_unpicklable_result(tmp_path):
+    f = main_function("import threading\ndef f():\n    return threading.Lock()\n", "f")
+    code, outcome = run_runner(tmp_path, serialize.serialize_function(f))
+    assert code == runner.EXIT_OK and not outcome["ok"]
+    assert "could not be pickled" in outcome["message"]
+
+
+def test_runner_exit_code_when_result_cannot_be_written(tmp_path):
+    (tmp_path / "fn").write_bytes(serialize.serialize_function(max))
+    (tmp_path / "task").write_bytes(pickle.dumps(((1, 2), {})))
+    proc = subprocess.run([sys.executable, RUNNER, "fn", "task", "missing/dir/result"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == runner.EXIT_CANNOT_WRITE_RESULT
+
+
+# ------------------------------------------------------------------- files
+
+def test_sandbox_names():
+    assert sandbox_name("a/b.txt") == "a/b.txt"
+    assert sandbox_name("/x/y.txt") == "abs/x/y.txt"
+    assert sandbox_name("../up.txt").startswith("abs/")
+
+
+def test_planner_rewrites_copies_and_collects_transfers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    original = File("in.txt")
+    out = File(str(tmp_path / "o" / "out.txt"))
+    args, kwargs, staging = FilePlanner(shared_fs=False, use_cache=True).plan(
+        (original, 5), {"inputs": [File("/data/x")], "outputs": [out], "stdout": ("log.txt", "w"), "n": 1})
+    assert original.local_path is None and out.local_path is None   # caller's objects untouched
+    assert args[0].filepath == "in.txt" and args[1] == 5
+    assert kwargs["inputs"][0].filepath == "abs/data/x"
+    assert kwargs["stdout"] == ("log.txt", "w")
+    assert [(f.local, f.remote, f.cache) for f in staging.inputs] == [
+        (str(tmp_path / "in.txt"), "in.txt", True), ("/data/x", "abs/data/x", True)]
+    assert [f.remote for f in staging.outputs] == [sandbox_name(str(tmp_path / "o" / "out.txt")), "log.txt"]
+    assert (tmp_path / "o").is_dir()
+
+
+def test_planner_appending_stream_sends_previous_content(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "log.txt").write_text("before")
+    _, kwargs, staging = FilePlanner(shared_fs=False, use_cache=False).plan((), {"stdout": "log.txt"})
+    assert staging.renames == [("log.txt.previous", "log.txt")]
+    assert [f.remote for f in staging.inputs] == ["log.txt.previous"]
+
+
+def test_planner_shared_fs_uses_absolute_paths_and_transfers_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, kwargs, staging = FilePlanner(shared_fs=True, use_cache=False).plan(
+        (File("in.txt"),), {"stderr": "err.txt"})
+    assert args[0].filepath == str(tmp_path / "in.txt")
+    assert kwargs["stderr"] == str(tmp_path / "err.txt")
+    assert staging.inputs == [] and staging.outputs == []
+
+
+def test_non_file_urls_are_left_to_parsl_staging():
+    url = File("https://example.org/data.csv")
+    args, _, staging = FilePlanner(shared_fs=False, use_cache=False).plan((url,), {})
+    assert args[0] is url and staging.inputs == []
+
+
+# ------------------------------------------------------------------ engine
+
+def test_engine_lookup_order_and_error_message(tmp_path):
+    seen = []
+
+    def importer(name):
+        seen.append(name)
+        raise ImportError(f"no {name}")
+    with pytest.raises(errors.EngineNotFound) as info:
+        engine._find([str(tmp_path)], importer)
+    assert seen == ["ndcctools.work_queue", "work_queue"]
+    assert "conda install -c conda-forge ndcctools" in str(info.value)
+    assert "apt-get install coop-computing-tools python3-workqueue" in str(info.value)
+
+
+def test_engine_prefers_ndcctools():
+    fake = types.ModuleType("ndcctools.work_queue")
+    assert engine._find([], lambda name: fake) is fake
+
+
+def test_debian_folder_is_not_put_on_sys_path():
+    before = list(sys.path)
+    module = engine._load_from_folder("/usr/lib/python3/dist-packages")
+    assert module is not None and hasattr(module, "WorkQueue")
+    assert sys.path == before and "/usr/lib/python3/dist-packages" not in sys.path
+
+
+# ----------------------------------------------------------------- framing
+
+def test_channel_round_trip_and_partial_frames():
+    r1, w1 = os.pipe()
+    sender, receiver = messages.Channel(-1, w1), messages.Channel(r1, -1)
+    done = messages.TaskDone(1, 0, "SUCCESS", 0, "out")
+    sender.send(done)
+    sender.send(messages.Stop())
+    assert receiver.receive(timeout=5) == [done, messages.Stop()]
+    data = pickle.dumps(done)
+    os.write(w1, messages._HEADER.pack(len(data)) + data[:5])
+    assert receiver.receive(timeout=0.1) == []
+    os.write(w1, data[5:])
+    assert receiver.receive(timeout=5) == [done]
+    os.close(w1)
+    with pytest.raises(EOFError):
+        receiver.receive(timeout=5)
+    os.close(r1)
