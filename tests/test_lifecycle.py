@@ -122,3 +122,20 @@ def test_accepts_every_parameter_of_parsls_own_executor():
     for name in theirs:
         assert hasattr(executor, name), name
     assert "label='x'" in repr(executor)
+
+
+@pytest.mark.parametrize("use_cache, transfers", [(True, 1), (False, 3)])
+def test_use_cache_sends_a_shared_input_once_per_worker(tmp_path, no_leftover_workers, use_cache, transfers):
+    from parsl.data_provider.files import File
+    shared = tmp_path / "shared.txt"
+    shared.write_text("data")
+    executor = WorkQueueExecutor(port=0, use_cache=use_cache)
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    try:
+        for _ in range(3):
+            assert apps.read_positional(File(str(shared))).result(timeout=60) == "data"
+    finally:
+        kernel.cleanup()
+    with open(os.path.join(executor._log_dir, "debug.log")) as log:
+        sent = [line for line in log if f"needs file {shared}" in line]
+    assert len(sent) == transfers, sent
