@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
 from parsl.data_provider.files import File
+from parsl.utils import get_std_fname_mode
 
 
 @dataclass(frozen=True)
@@ -93,19 +94,16 @@ class FilePlanner:
         return task_copy
 
     def _std_stream(self, spec: Any, staging: Staging) -> Any:
-        path, mode = (spec if isinstance(spec, tuple) and len(spec) == 2 else (spec, None))
-        if not isinstance(path, (str, os.PathLike)):
-            return spec  # Parsl's own check on the worker reports the bad value
+        path, mode = get_std_fname_mode("stdout/stderr", spec)  # Parsl's own check of the spec
         local = self._absolute(path)
-        remote = local if self.shared_fs else sandbox_name(os.fspath(path))
+        remote = local if self.shared_fs else sandbox_name(path)
         if not self.shared_fs:
             os.makedirs(os.path.dirname(local), exist_ok=True)
-            appending = mode is None or str(mode).startswith("a")
-            if appending and os.path.exists(local):
+            if mode.startswith("a") and os.path.exists(local):
                 staging.inputs.append(StagedFile(local, remote + ".previous", cache=False))
                 staging.renames.append((remote + ".previous", remote))
             staging.outputs.append(StagedFile(local, remote, cache=False))
-        return remote if mode is None else (remote, mode)
+        return (remote, spec[1]) if isinstance(spec, tuple) else remote
 
 
 def _is_local_file(value: Any) -> bool:

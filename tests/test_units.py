@@ -279,3 +279,9 @@ def test_channel_round_trip_and_partial_frames():
     with pytest.raises(EOFError):
         receiver.receive(timeout=5)
     os.close(r1)
+
+
+def test_bad_std_stream_spec_is_rejected_at_submit():
+    import typeguard
+    with pytest.raises(typeguard.TypeCheckError):
+        FilePlanner(shared_fs=False, use_cache=False).plan((), {"stdout": ("out.txt", None)})
