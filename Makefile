@@ -2,7 +2,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+PARSL_TESTS = $(shell $(PY) -c "import os, parsl.tests; print(os.path.dirname(parsl.tests.__file__))" 2>/dev/null)
+# Tests whose premise does not hold here; docs/parsl-suite.md gives each reason.
+PARSL_SUITE_SKIP = -m "not cleannet and not issue_3620"
+PARSL_SUITE_SKIP_ALL = not test_bad_stdout_file and not test_bad_stderr_file
+PARSL_SUITE_SKIP_NO_SHARED_FS = not (test_output_chain_filenames and test_behavior)
+PARSL_SUITE = mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_SKIP)
+
+.PHONY: setup demo test bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs clean
 
 setup: $(VENV)/.installed
 	@tools/install_work_queue.sh $(PY)
@@ -18,6 +25,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Parsl's own test suite with parsl_wq as the executor, once per config.
+parsl-suite: parsl-suite-no-shared-fs parsl-suite-shared-fs
+
+parsl-suite-no-shared-fs: setup
+	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL) and $(PARSL_SUITE_SKIP_NO_SHARED_FS)" --config $(CURDIR)/tests/parsl_configs/local.py
+
+parsl-suite-shared-fs: setup
+	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL)" --config $(CURDIR)/tests/parsl_configs/local_shared_fs.py
 
 bench: setup
 	$(PY) benchmarks/throughput.py
