@@ -308,14 +308,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         resources = parse_resource_specification(resource_specification)
         if self.bad_state_is_set:
             raise self.executor_exception
+        if self._channel is None:
+            raise ExecutorBroken(self.label, "submit() was called before start()")
         with self._lock:
             task_id = self._next_id
             self._next_id += 1
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
         function_name = self._write_function(func)
-        serialize_task = serialize.dumps((task_args, task_kwargs))
         with open(self._task_path(task_id, "task"), "wb") as f:
-            f.write(serialize_task)
+            f.write(serialize.dumps((task_args, task_kwargs)))
 
         future: Future = Future()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
@@ -384,7 +385,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 if isinstance(message, TaskDone):
                     self._deliver(message)
         if not self._stopping:
-            code = self._manager.wait(timeout=5) if self._manager else None
+            try:
+                code = self._manager.wait(timeout=5) if self._manager else None
+            except subprocess.TimeoutExpired:
+                code = "none yet: it closed its channel but is still running"
             self._break(f"the Work Queue manager process exited unexpectedly (exit code {code}); "
                         f"see {os.path.join(self._log_dir, 'manager.log')}: {self._manager_log_tail()}")
 
