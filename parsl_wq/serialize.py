@@ -77,8 +77,9 @@ def serialize_function(function: Callable) -> bytes:
     function = unwrap(function)
     if isinstance(function, types.FunctionType) and function.__module__ == "__main__":
         info = describe_plain_function(function)
-        if info is not None:
-            return b"F" + pickle.dumps(info, protocol=5)
+        body = plain_dumps(info) if info is not None else None
+        if body is not None:
+            return b"F" + body
     return b"P" + dumps(function)
 
 
@@ -87,7 +88,11 @@ def function_digest(data: bytes) -> str:
 
 
 def describe_plain_function(function: types.FunctionType) -> Optional[Dict[str, Any]]:
-    """Describe ``function`` for ``runner.build_function``, or None if it needs cloudpickle."""
+    """Describe ``function`` for ``runner.build_function``, or None if it certainly needs cloudpickle.
+
+    The caller still pickles the description with ``plain_dumps``, which refuses
+    globals, defaults or closure values that only cloudpickle can ship.
+    """
     if function.__closure__ is not None:
         try:
             closure = tuple(cell.cell_contents for cell in function.__closure__)
@@ -123,8 +128,6 @@ def describe_plain_function(function: types.FunctionType) -> Optional[Dict[str, 
         "modules": modules,
         "self_names": self_names,
     }
-    if plain_dumps(info) is None:
-        return None
     return info
 
 
