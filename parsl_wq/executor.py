@@ -351,7 +351,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _submit_message(self, task_id, func, function_name, resources, staging) -> SubmitTask:
         command = (f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; "
                    f"exec \"$PY\" pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl")
-        command = _preparation(staging) + command
+        command = staging.shell_steps() + command
         if self.init_command:
             command = f"{self.init_command}; {command}"
         inputs = [FileTransfer(RUNNER, "pwq_runner.py", cache=True),
@@ -494,17 +494,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
         except OSError as e:
             return f"(no manager.log: {e})"
-
-
-def _preparation(staging) -> str:
-    """Shell steps before the runner: folders for outputs (Work Queue creates those of inputs
-    only) and files to append to moved into place."""
-    steps = []
-    output_dirs = sorted({os.path.dirname(f.remote) for f in staging.outputs} - {""})
-    if output_dirs:
-        steps.append("mkdir -p " + " ".join(shlex.quote(d) for d in output_dirs))
-    steps += [f"mv -f {shlex.quote(sent)} {shlex.quote(final)}" for sent, final in staging.renames]
-    return "".join(step + "; " for step in steps)
 
 
 def _unique(transfers: List[FileTransfer]) -> List[FileTransfer]:

@@ -13,6 +13,7 @@ The caller's File objects are never modified.
 
 import copy
 import os
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
@@ -34,6 +35,16 @@ class Staging:
     # (sent name, final name): Work Queue refuses one name as both input and
     # output, so a file the task appends to is sent under another name and moved.
     renames: List[Tuple[str, str]] = field(default_factory=list)
+
+    def shell_steps(self) -> str:
+        """Shell commands to run in the sandbox before the app: create the folders of outputs
+        (Work Queue creates those of inputs only) and move files to append to into place."""
+        steps = []
+        output_dirs = sorted({os.path.dirname(f.remote) for f in self.outputs} - {""})
+        if output_dirs:
+            steps.append("mkdir -p " + " ".join(shlex.quote(d) for d in output_dirs))
+        steps += [f"mv -f {shlex.quote(sent)} {shlex.quote(final)}" for sent, final in self.renames]
+        return "".join(step + "; " for step in steps)
 
 
 def sandbox_name(path: str) -> str:

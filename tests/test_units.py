@@ -217,6 +217,14 @@ def test_planner_appending_stream_sends_previous_content(tmp_path, monkeypatch):
     _, kwargs, staging = FilePlanner(shared_fs=False, use_cache=False).plan((), {"stdout": "log.txt"})
     assert staging.renames == [("log.txt.previous", "log.txt")]
     assert [f.remote for f in staging.inputs] == ["log.txt.previous"]
+    assert staging.shell_steps() == "mv -f log.txt.previous log.txt; "
+
+
+def test_shell_steps_create_output_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, _, staging = FilePlanner(shared_fs=False, use_cache=False).plan(
+        (), {"outputs": [File("a/b/c.txt"), File("d.txt")]})
+    assert staging.shell_steps() == "mkdir -p a/b; "
 
 
 def test_planner_shared_fs_uses_absolute_paths_and_transfers_nothing(tmp_path, monkeypatch):
