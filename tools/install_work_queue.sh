@@ -8,7 +8,7 @@ python=${1:-python3}
 
 have_engine() {
     command -v work_queue_worker >/dev/null 2>&1 &&
-        "$python" -c "import sys; sys.path.insert(0, '$(dirname "$0")/..'); from parsl_wq.engine import _find; import importlib; _find(('/usr/lib/python3/dist-packages',), importlib.import_module)" >/dev/null 2>&1
+        "$python" -c "from parsl_wq.engine import load_work_queue; load_work_queue()" >/dev/null 2>&1
 }
 
 if have_engine; then
