@@ -3,7 +3,8 @@
 Started by the executor as ``python -m parsl_wq.manager READ_FD WRITE_FD``.
 Work Queue's ``wait`` holds the GIL for up to a second, so the queue lives in
 a process of its own; this module imports only the standard library and Work
-Queue, and starts in a few tens of milliseconds.
+Queue: it is ready in about 0.2 s here, most of it importing Work Queue's
+own module (importing Parsl would add about half a second).
 
 Conversation over the channel (see ``parsl_wq.messages``)::
 
@@ -52,6 +53,7 @@ class Manager:
         self.result_names = {getattr(wq, n): n[len("WORK_QUEUE_RESULT_"):]
                              for n in dir(wq) if n.startswith("WORK_QUEUE_RESULT_")}
         self.categories = set()
+        self.submitted = set()   # Work Queue ids of tasks not yet reported
 
     def serve(self) -> None:
         """Submit what arrives, report what finishes, until told to stop."""
@@ -71,7 +73,7 @@ class Manager:
 
     def submit(self, message: SubmitTask) -> None:
         try:
-            self.queue.submit(self.make_task(message))
+            self.submitted.add(self.queue.submit(self.make_task(message)))
         except Exception as e:
             self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
                                        f"Work Queue refused the task: {e!r}"))
@@ -101,6 +103,7 @@ class Manager:
             self.queue.specify_category_mode(category, self.wq.WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT)
 
     def report(self, task) -> None:
+        self.submitted.discard(task.id)
         output = (task.output or "")[-OUTPUT_TAIL:]
         self.channel.send(TaskDone(
             task_id=int(task.tag),
@@ -111,6 +114,9 @@ class Manager:
             host=task.hostname or ""))
 
     def close(self) -> None:
+        """Cancel what still runs; Work Queue shuts down only workers without tasks."""
+        for task_id in list(self.submitted):
+            self.queue.cancel_by_taskid(task_id)
         if self.config.shutdown_workers:
             self.queue.shutdown_workers(0)
 

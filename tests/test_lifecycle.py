@@ -139,3 +139,43 @@ def test_use_cache_sends_a_shared_input_once_per_worker(tmp_path, no_leftover_wo
     with open(os.path.join(executor._log_dir, "debug.log")) as log:
         sent = [line for line in log if f"needs file {shared}" in line]
     assert len(sent) == transfers, sent
+
+
+def test_run_directories_are_readable_only_by_their_owner(fresh_dfk):
+    _, executor = fresh_dfk
+    for folder in (executor._log_dir, executor._data_dir, executor._function_cache_dir):
+        assert os.stat(folder).st_mode & 0o077 == 0, folder
+
+
+KILLED_SCRIPT = '''
+import sys, time, parsl
+from parsl.config import Config
+from parsl_wq import WorkQueueExecutor
+sys.path.insert(0, {tests!r})
+import apps
+executor = WorkQueueExecutor(port=0)
+parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
+assert apps.add(1, 1).result(timeout=60) == 2
+apps.sleep_for(120)
+print(executor._manager.pid, flush=True)
+time.sleep(300)
+'''
+
+
+def test_manager_and_workers_leave_when_the_user_process_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+    from conftest import TESTS
+    script = KILLED_SCRIPT.format(tests=TESTS, run_dir=str(tmp_path))
+    user = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        manager_pid = int(user.stdout.readline())
+        assert wait_until(lambda: worker_processes(), timeout=30)
+    finally:
+        user.kill()
+        user.wait(timeout=10)
+    assert wait_until(lambda: not psutil.pid_exists(manager_pid)
+                      or psutil.Process(manager_pid).status() == psutil.STATUS_ZOMBIE, timeout=10)
+    assert wait_until(lambda: not worker_processes(), timeout=20), worker_processes()
