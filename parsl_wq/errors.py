@@ -10,6 +10,8 @@ from typing import Any, Iterable, Optional
 from parsl.errors import ParslError
 from parsl.executors.errors import InvalidResourceSpecification as _ParslInvalidResourceSpecification
 
+from parsl_wq.usage import describe_exhaustion
+
 
 class EngineNotFound(ImportError):
     """No Work Queue Python module could be loaded."""
@@ -93,6 +95,21 @@ class TaskFailure(ParslError):
         if self.output:
             text += f"\n--- end of task output ---\n{self.output}"
         return text
+
+
+class ResourceExhausted(TaskFailure):
+    """The task used more of a resource than its allocation allowed, and was stopped.
+
+    ``usage`` is the task's :class:`~parsl_wq.messages.TaskUsage`: ``usage.exceeded``
+    maps each resource to the limit it went past, ``usage.measured`` what was used.
+    """
+
+    def __init__(self, task_id: int, usage, exit_code: Optional[int] = None, output: str = ""):
+        explanation = (f"it went past its allocation in category {usage.category!r} "
+                       f"({describe_exhaustion(usage)}). Declare more in parsl_resource_specification, "
+                       "or raise the category's maximum with category_max_resources")
+        super().__init__(task_id, "RESOURCE_EXHAUSTION", explanation, exit_code, output)
+        self.usage = usage
 
 
 class RemoteException(ParslError):

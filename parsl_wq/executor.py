@@ -19,6 +19,7 @@ future fails with the same ``ExecutorBroken`` and later ``submit`` calls raise i
 """
 
 import logging
+import math
 import os
 import shlex
 import socket
@@ -27,12 +28,14 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import typeguard
 from parsl.data_provider.staging import Staging
 from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.states import TERMINAL_STATES
+from parsl.monitoring.message_type import MessageType
 from parsl.monitoring.radios.base import RadioConfig
 from parsl.monitoring.radios.filesystem import FilesystemRadio
 from parsl.providers import LocalProvider
@@ -41,11 +44,13 @@ from parsl.utils import RepresentationMixin
 
 from parsl_wq import serialize
 from parsl_wq.engine import load_work_queue
-from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, TaskFailure,
-                             explain_result)
+from parsl_wq.allocation import MODES
+from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, ResourceExhausted,
+                             TaskFailure, explain_result)
 from parsl_wq.files import FilePlanner
 from parsl_wq.messages import Channel, FileTransfer, ManagerConfig, Ready, Stop, SubmitTask, TaskDone
-from parsl_wq.resources import parse_resource_specification
+from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
+from parsl_wq.usage import UsageSummary, monitoring_record
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,16 @@ WORK_QUEUE_DEFAULT_PORT = 9123
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
 START_TIMEOUT = 60      # seconds for the manager process to report its port
 STOP_TIMEOUT = 10       # seconds for the manager process to exit at shutdown
+DEFAULT_CATEGORY = "parsl-default"
+
+
+@dataclass(frozen=True)
+class _Submitted:
+    """What the executor remembers about a task until it finishes."""
+    slots: int
+    category: str
+    declares_cores: bool
+    monitoring_ids: Optional[Tuple[int, int]]     # Parsl's (task_id, try_id) when monitoring is on
 
 
 class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
@@ -96,11 +111,30 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     extra_pkgs : list of str, optional
         Extra packages for ``pack``.
     autolabel : bool
-        Measure tasks with Work Queue's resource monitor and size allocations from it.
+        Run every task under Work Queue's resource monitor: what it uses is
+        measured (see ``parsl_wq.resource_usage``), its limits are enforced,
+        and with a learning ``allocation_mode`` each category's allocations
+        come from the measurements. Costs about 20 ms per task here.
     autolabel_window : int
-        Tasks measured before allocations are trusted.
+        Tasks of a category measured before its learned allocation is used.
     autocategory : bool
-        Put each app in a Work Queue category of its own name.
+        Put each app in a Work Queue category of its own name, so each app
+        learns its own allocation. A ``category`` key in
+        ``parsl_resource_specification`` overrides it.
+    allocation_mode : str, optional
+        How allocations are chosen for resources a task does not declare:
+        "fixed" (a whole worker; nothing learned), "max-seen" (the largest use
+        seen in the category) or "max-throughput" (Work Queue's
+        throughput-optimal label). Default "max-seen" with ``autolabel``,
+        "fixed" without; the learning modes need ``autolabel=True``.
+    category_max_resources : dict, optional
+        Largest allocation per category, for example
+        ``{"simulate": {"cores": 2, "memory": 4000}}``; the key "*" applies to
+        every category without an entry. A task that outgrows a learned
+        allocation is retried at this maximum (default: a whole worker).
+    category_first_allocation : dict, optional
+        First allocation per category, used until ``autolabel_window`` tasks
+        were measured (default: a whole worker). Same form as ``category_max_resources``.
     max_retries : int, optional
         Work Queue's own retries of a failed task (None: no limit). Default 1,
         so that retries are left to Parsl's ``retries``.
@@ -141,6 +175,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  autolabel: bool = False,
                  autolabel_window: int = 1,
                  autocategory: bool = True,
+                 allocation_mode: Optional[str] = None,
+                 category_max_resources: Optional[Dict[str, Dict[str, int]]] = None,
+                 category_first_allocation: Optional[Dict[str, Dict[str, int]]] = None,
                  max_retries: Optional[int] = 1,
                  init_command: str = "",
                  worker_options: str = "",
@@ -168,6 +205,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.autolabel = autolabel
         self.autolabel_window = autolabel_window
         self.autocategory = autocategory
+        self.allocation_mode = allocation_mode
+        self.category_max_resources = category_max_resources
+        self.category_first_allocation = category_first_allocation
         self.max_retries = max_retries
         self.init_command = init_command
         self.worker_options = worker_options
@@ -182,8 +222,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._next_id = 0
-        self._slots: Dict[int, int] = {}
+        self._submitted: Dict[int, _Submitted] = {}
         self._outstanding_slots = 0
+        self._learned_cores: Dict[str, int] = {}
+        self.usage_summary = UsageSummary()
         self._written_functions: set = set()
         self._manager: Optional[subprocess.Popen] = None
         self._channel: Optional[Channel] = None
@@ -211,6 +253,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             raise ConfigurationError("port", self.port, "0 (any free port) or a port number up to 65535")
         if self.autolabel_window < 1:
             raise ConfigurationError("autolabel_window", self.autolabel_window, "an int >= 1")
+        if self.allocation_mode is not None and self.allocation_mode not in MODES:
+            raise ConfigurationError("allocation_mode", self.allocation_mode,
+                                     "one of " + ", ".join(repr(m) for m in MODES))
+        if self.allocation_mode not in (None, "fixed") and not self.autolabel:
+            raise ConfigurationError("allocation_mode", self.allocation_mode,
+                                     "learning allocations needs measurements: set autolabel=True as well")
+        self._category_max = check_category_table("category_max_resources", self.category_max_resources)
+        self._category_first = check_category_table("category_first_allocation",
+                                                    self.category_first_allocation)
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigurationError("max_retries", self.max_retries, "None (no limit) or an int >= 0")
         if self.scaling_cores_per_worker < 1:
@@ -258,8 +309,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._channel.send(ManagerConfig(
             port=self.port, log_dir=self._log_dir, project_name=self.project_name,
             password_file=self.project_password_file, debug_log=self.full_debug,
-            autolabel=self.autolabel, autolabel_window=self.autolabel_window,
-            shutdown_workers=self.provider is not None))
+            monitor=self.autolabel, allocation_mode=self._allocation_mode(),
+            autolabel_window=self.autolabel_window, category_max_resources=self._category_max,
+            category_first_allocation=self._category_first, shutdown_workers=self.provider is not None))
         try:
             replies = self._channel.receive(timeout=START_TIMEOUT)
         except EOFError:
@@ -270,6 +322,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             raise ExecutorBroken(self.label, "the Work Queue manager did not start: "
                                  + (reason or self._manager_log_tail()))
         self.worker_port = replies[0].port
+
+    def _allocation_mode(self) -> str:
+        if self.allocation_mode is not None:
+            return self.allocation_mode
+        return "max-seen" if self.autolabel else "fixed"
 
     def _worker_command(self) -> str:
         parts = [self.worker_executable]
@@ -320,12 +377,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
 
         future: Future = Future()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
-        slots = resources.slots(self.scaling_cores_per_worker)
+        category = self._category(func, resources)
+        record = _Submitted(slots=self._slots(category, resources), category=category,
+                            declares_cores=resources.cores is not None,
+                            monitoring_ids=_monitoring_ids(kwargs))
         with self._lock:
             self._tasks[task_id] = future
-            self._slots[task_id] = slots
-            self._outstanding_slots += slots
-        message = self._submit_message(task_id, func, function_name, resources, staging)
+            self._submitted[task_id] = record
+            self._outstanding_slots += record.slots
+        message = self._submit_message(task_id, function_name, category, resources, staging)
         try:
             with self._send_lock:
                 self._channel.send(message)
@@ -348,7 +408,20 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _task_path(self, task_id: int, kind: str) -> str:
         return os.path.join(self._data_dir, f"{task_id}.{kind}")
 
-    def _submit_message(self, task_id, func, function_name, resources, staging) -> SubmitTask:
+    def _category(self, func: Callable, resources: Resources) -> str:
+        if resources.category is not None:
+            return resources.category
+        if self.autocategory:
+            return getattr(serialize.unwrap(func), "__name__", DEFAULT_CATEGORY)
+        return DEFAULT_CATEGORY
+
+    def _slots(self, category: str, resources: Resources) -> int:
+        """Cores the task will hold: declared, else learned for its category, else a whole worker."""
+        if resources.cores is None and category in self._learned_cores:
+            return self._learned_cores[category]
+        return resources.slots(self.scaling_cores_per_worker)
+
+    def _submit_message(self, task_id, function_name, category, resources, staging) -> SubmitTask:
         command = (f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; "
                    f"exec \"$PY\" pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl")
         command = staging.shell_steps() + command
@@ -360,12 +433,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
         outputs = [FileTransfer(self._task_path(task_id, "result"), "pwq_result.pkl", cache=False)]
         outputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
-        if resources.category is not None:
-            category = resources.category
-        elif self.autocategory:
-            category = getattr(serialize.unwrap(func), "__name__", "parsl-default")
-        else:
-            category = "parsl-default"
         requested = {k: getattr(resources, k) for k in ("cores", "memory", "disk", "gpus", "priority",
                                                          "running_time_min") if getattr(resources, k) is not None}
         return SubmitTask(task_id=task_id, command=command, category=category,
@@ -395,22 +462,45 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _deliver(self, done: TaskDone) -> None:
         with self._lock:
             future = self._tasks.pop(done.task_id, None)
-            self._outstanding_slots -= self._slots.pop(done.task_id, 0)
-        result_path = self._task_path(done.task_id, "result")
-        try:
-            with open(result_path, "rb") as f:
-                ok, value = serialize.load_outcome(f.read(), done.task_id)
-        except FileNotFoundError:
-            ok, value = False, TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
-                                           done.exit_code, done.output)
+            record = self._submitted.pop(done.task_id, None)
+            if record is not None:
+                self._outstanding_slots -= record.slots
+        ok, value = self._outcome(done)
         for kind in ("task", "result"):
             _remove(self._task_path(done.task_id, kind))
+        if done.usage is not None and record is not None:
+            self._account(done, record, ok)
         if future is None or future.done():
             return
+        future.resource_usage = done.usage  # type: ignore[attr-defined]
         if ok:
             future.set_result(value)
         else:
             future.set_exception(value)
+
+    def _outcome(self, done: TaskDone) -> Tuple[bool, Any]:
+        """(True, value) or (False, exception) for a finished task."""
+        if done.result_name == "RESOURCE_EXHAUSTION" and done.usage is not None:
+            return False, ResourceExhausted(done.task_id, done.usage, done.exit_code, done.output)
+        try:
+            with open(self._task_path(done.task_id, "result"), "rb") as f:
+                return serialize.load_outcome(f.read(), done.task_id)
+        except FileNotFoundError:
+            return False, TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
+                                      done.exit_code, done.output)
+
+    def _account(self, done: TaskDone, record: _Submitted, ok: bool) -> None:
+        """Fold a task's usage into the summary, the learned cores and Parsl monitoring."""
+        usage = done.usage
+        self.usage_summary.add(usage, succeeded=ok, exhausted=done.result_name == "RESOURCE_EXHAUSTION")
+        learned = usage.allocated.get("cores")
+        if (ok and learned and usage.attempts == 1 and not record.declares_cores
+                and self._allocation_mode() != "fixed"):
+            self._learned_cores[record.category] = max(1, math.ceil(learned))
+        if record.monitoring_ids is not None and self.submit_monitoring_radio is not None and usage.measured:
+            parsl_task_id, try_id = record.monitoring_ids
+            self.submit_monitoring_radio.send(
+                (MessageType.RESOURCE_INFO, monitoring_record(usage, self.run_id, parsl_task_id, try_id)))
 
     # ------------------------------------------------------------ broken state
 
@@ -436,7 +526,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     # ----------------------------------------------------------------- scaling
 
     def outstanding(self) -> int:
-        """Cores held by tasks not yet finished; a task without ``cores`` holds a whole worker."""
+        """Cores held by tasks not yet finished.
+
+        A task holds the cores it declares; one that declares none holds what
+        its category learned (with a learning ``allocation_mode``), else a whole worker.
+        """
         return self._outstanding_slots
 
     @property
@@ -446,11 +540,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     # ---------------------------------------------------------------- shutdown
 
     def shutdown(self) -> None:
-        """Stop the manager and the workers this executor started; fail what is still outstanding."""
+        """Stop the manager and the workers this executor started; fail what is still outstanding.
+
+        Writes the per-category usage table to ``resources.txt`` in the run
+        directory and logs it.
+        """
         self._stopping = True
         self._stop_manager()
         if self._collector is not None:
             self._collector.join(timeout=STOP_TIMEOUT)
+        self._write_usage_summary()
         self._cancel_blocks()
         with self._lock:
             leftover = dict(self._tasks)
@@ -459,6 +558,14 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             if not future.done():
                 future.set_exception(ExecutorShutdown(self.label, task_id))
         super().shutdown()
+
+    def _write_usage_summary(self) -> None:
+        if not self.usage_summary.categories or not hasattr(self, "_log_dir"):
+            return
+        table = self.usage_summary.table()
+        with open(os.path.join(self._log_dir, "resources.txt"), "w") as f:
+            f.write(table + "\n")
+        logger.info("WorkQueueExecutor %s: resources by category\n%s", self.label, table)
 
     def _stop_manager(self) -> None:
         if self._manager is None:
@@ -494,6 +601,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
         except OSError as e:
             return f"(no manager.log: {e})"
+
+
+def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+    """Parsl's task and try ids, which its monitoring wrapper passes in the kwargs."""
+    if "_parsl_monitoring_task_id" not in kwargs:
+        return None
+    return kwargs["_parsl_monitoring_task_id"], kwargs["_parsl_monitoring_try_id"]
 
 
 def _unique(transfers: List[FileTransfer]) -> List[FileTransfer]:

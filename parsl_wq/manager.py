@@ -21,8 +21,9 @@ import os
 import sys
 from types import ModuleType
 
+from parsl_wq import allocation
 from parsl_wq.engine import load_work_queue
-from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone
+from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone, TaskUsage
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 1        # Work Queue's shortest wait while tasks run
@@ -37,10 +38,10 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
         queue.specify_name(config.project_name)
     if config.password_file:
         queue.specify_password_file(config.password_file)
-    if config.autolabel:
-        queue.enable_monitoring()
-        if config.autolabel_window is not None:
-            queue.tune("category-steady-n-tasks", config.autolabel_window)
+    if config.monitor:
+        queue.enable_monitoring(watchdog=True)
+    if config.autolabel_window is not None:
+        queue.tune("category-steady-n-tasks", config.autolabel_window)
     return queue
 
 
@@ -99,8 +100,9 @@ class Manager:
         if category in self.categories:
             return
         self.categories.add(category)
-        if self.config.autolabel:
-            self.queue.specify_category_mode(category, self.wq.WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT)
+        allocation.configure_category(self.wq, self.queue, category, self.config.allocation_mode,
+                                      self.config.category_max_resources,
+                                      self.config.category_first_allocation)
 
     def report(self, task) -> None:
         self.submitted.discard(task.id)
@@ -111,7 +113,16 @@ class Manager:
             result_name=self.result_names.get(task.result, str(task.result)),
             exit_code=task.return_status,
             output=output,
-            host=task.hostname or ""))
+            usage=self.usage(task)))
+
+    def usage(self, task) -> TaskUsage:
+        return TaskUsage(
+            category=task.category or "",
+            allocated=allocation.summary_to_dict(task.resources_allocated, allocation.ALLOCATED),
+            measured=allocation.summary_to_dict(task.resources_measured, allocation.MEASURED),
+            exceeded=allocation.summary_to_dict(task.limits_exceeded, allocation.MEASURED),
+            attempts=task._task.try_count,   # Task.total_submissions raises in this build
+            host=task.hostname or "")
 
     def close(self) -> None:
         """Cancel what still runs; Work Queue shuts down only workers without tasks."""

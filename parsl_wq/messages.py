@@ -23,8 +23,11 @@ class ManagerConfig:
     project_name: Optional[str] = None
     password_file: Optional[str] = None
     debug_log: bool = True
-    autolabel: bool = False
+    monitor: bool = False                 # run each task under Work Queue's resource monitor
+    allocation_mode: str = "fixed"        # "fixed", "max-seen" or "max-throughput"
     autolabel_window: Optional[int] = None
+    category_max_resources: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    category_first_allocation: Dict[str, Dict[str, int]] = field(default_factory=dict)
     shutdown_workers: bool = False
 
 
@@ -58,13 +61,30 @@ class SubmitTask:
 
 
 @dataclass(frozen=True)
+class TaskUsage:
+    """What one task was given and what it used, as Work Queue reports them.
+
+    Memory and disk are in MB, times in seconds. ``measured`` is empty unless the
+    resource monitor ran (``autolabel=True``); ``exceeded`` maps each resource the
+    task went past to the limit it had; ``attempts`` counts Work Queue's tries,
+    including retries at a larger allocation after an exhaustion.
+    """
+    category: str
+    allocated: Dict[str, float]
+    measured: Dict[str, float]
+    exceeded: Dict[str, float]
+    attempts: int
+    host: str = ""
+
+
+@dataclass(frozen=True)
 class TaskDone:
     task_id: int
     result: int          # Work Queue's result code
     result_name: str     # its name, for example "RESOURCE_EXHAUSTION"
     exit_code: int
     output: str          # the end of the task's stdout/stderr
-    host: str = ""
+    usage: Optional[TaskUsage] = None
 
 
 @dataclass(frozen=True)

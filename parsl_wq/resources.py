@@ -22,9 +22,9 @@ the declared ones (2 of 8 cores declared: a quarter of the memory and disk).
 
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
-from parsl_wq.errors import InvalidResourceSpecification
+from parsl_wq.errors import ConfigurationError, InvalidResourceSpecification
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,32 @@ def parse_resource_specification(spec: Optional[Mapping[str, Any]]) -> Resources
             raise InvalidResourceSpecification(key, value, "the accepted keys are " + ", ".join(CHECKS))
         checked[key] = check(key, value)
     return Resources(**checked)
+
+
+ALLOCATABLE = ("cores", "memory", "disk", "gpus")
+
+
+def check_category_table(parameter: str, table: Optional[Mapping[str, Mapping[str, int]]]) -> Dict[str, Dict[str, int]]:
+    """Check a per-category resource table such as ``{"sim": {"cores": 2, "memory": 4000}}``.
+
+    Keys are category names ("*" for every other category); values map cores,
+    memory (MB), disk (MB) or gpus to ints. Raises ConfigurationError naming the bad entry.
+    """
+    checked: Dict[str, Dict[str, int]] = {}
+    for category, resources in (table or {}).items():
+        if not isinstance(category, str) or not category:
+            raise ConfigurationError(parameter, table, f"category names are non-empty str (got {category!r})")
+        if not isinstance(resources, Mapping):
+            raise ConfigurationError(parameter, table, f"each category maps to a dict of "
+                                     f"{', '.join(ALLOCATABLE)} (got {resources!r} for {category!r})")
+        checked[category] = {}
+        for key, value in resources.items():
+            if key not in ALLOCATABLE:
+                raise ConfigurationError(parameter, table, f"resources are {', '.join(ALLOCATABLE)} "
+                                         f"(got {key!r} for {category!r})")
+            try:
+                checked[category][key] = CHECKS[key](key, value)
+            except InvalidResourceSpecification as e:
+                raise ConfigurationError(parameter, table,
+                                         f"{category!r}: {key} must be {e.accepted} (got {value!r})") from None
+    return checked

@@ -1,0 +1,73 @@
+"""How Work Queue sizes each category's allocations, and what it reports back.
+
+Runs inside the manager process: standard library and Work Queue only.
+
+Allocation modes (``allocation_mode``), as Coffea names them:
+
+==================  ===================================  ==========================================
+mode                Work Queue mode                      a task that declares nothing gets
+==================  ===================================  ==========================================
+fixed               WORK_QUEUE_ALLOCATION_MODE_FIXED     a whole worker, always
+max-seen            WORK_QUEUE_ALLOCATION_MODE_MAX       a whole worker until ``autolabel_window``
+                                                         tasks were measured, then the largest use
+                                                         seen so far in its category
+max-throughput      ..._MAX_THROUGHPUT                   the same, with the label Work Queue
+                                                         computes to maximise tasks per second
+==================  ===================================  ==========================================
+
+In both learning modes a task that outgrows its learned label is retried by
+Work Queue at the category's maximum (``category_max_resources``, else a whole
+worker); these retries do not count against ``max_retries``. A task that goes
+past what it declared, or past the maximum, fails with RESOURCE_EXHAUSTION.
+
+Work Queue labels memory and disk by default but not cores; cores labelling is
+turned on here, or a learned category keeps taking whole workers. (The Python
+wrapper ``specify_category_autolabel_resource`` of the Debian build passes the
+category twice and raises TypeError, so the C function is called directly.)
+"""
+
+from types import ModuleType
+from typing import Dict, Mapping, Optional
+
+MODES = {
+    "fixed": "WORK_QUEUE_ALLOCATION_MODE_FIXED",
+    "max-seen": "WORK_QUEUE_ALLOCATION_MODE_MAX",
+    "max-throughput": "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT",
+}
+LABELLED = ("cores", "memory", "disk")
+ALLOCATED = ("cores", "memory", "disk", "gpus")
+MEASURED = ("cores", "memory", "disk", "gpus", "wall_time", "cpu_time", "virtual_memory",
+            "bytes_read", "bytes_written", "max_concurrent_processes")
+ANY_CATEGORY = "*"
+
+
+def configure_category(wq: ModuleType, queue, category: str, mode: str,
+                       max_resources: Mapping[str, Mapping[str, int]],
+                       first_allocation: Mapping[str, Mapping[str, int]]) -> None:
+    """Give a new category its allocation mode, maximum and first guess."""
+    queue.specify_category_mode(category, getattr(wq, MODES[mode]))
+    if mode != "fixed":
+        for resource in LABELLED:
+            wq.work_queue_enable_category_resource(queue._work_queue, category, resource, 1)
+    maximum = _for_category(max_resources, category)
+    if maximum:
+        queue.specify_category_max_resources(category, dict(maximum))
+    guess = _for_category(first_allocation, category)
+    if guess:
+        queue.specify_category_first_allocation_guess(category, dict(guess))
+
+
+def _for_category(table: Mapping[str, Mapping[str, int]], category: str) -> Optional[Mapping[str, int]]:
+    return table.get(category, table.get(ANY_CATEGORY))
+
+
+def summary_to_dict(summary, fields) -> Dict[str, float]:
+    """The fields of a Work Queue rmsummary that are set (Work Queue marks unset ones with -1)."""
+    if summary is None:
+        return {}
+    values = {}
+    for name in fields:
+        value = getattr(summary, name, None)
+        if value is not None and value >= 0:
+            values[name] = float(value)
+    return values
