@@ -231,6 +231,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._channel: Optional[Channel] = None
         self._collector: Optional[threading.Thread] = None
         self._stopping = False
+        self._early_blocks = 0
         self.worker_port: Optional[int] = None
         self.worker_command = ""
 
@@ -291,6 +292,19 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                     self.label, self.worker_port, self.worker_command)
         if self.provider is not None and self.provider.init_blocks > 0:
             self.scale_out_facade(self.provider.init_blocks)
+            self._early_blocks = self.provider.init_blocks
+
+    def scale_out_facade(self, n: int) -> List[str]:
+        """Start ``n`` more blocks of workers.
+
+        ``start()`` launches the provider's ``init_blocks`` at once, so that the
+        first tasks need not wait for the scaling strategy's first period
+        (5 s by default). The strategy's own first call asks for those same
+        ``init_blocks``; they are subtracted from it, once.
+        """
+        if self._early_blocks:
+            n, self._early_blocks = max(0, n - self._early_blocks), 0
+        return super().scale_out_facade(n) if n > 0 else []
 
     def _start_manager(self) -> None:
         to_manager_r, to_manager_w = os.pipe()
@@ -532,6 +546,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         its category learned (with a learning ``allocation_mode``), else a whole worker.
         """
         return self._outstanding_slots
+
+    def monitor_resources(self) -> bool:
+        """Whether Parsl's own per-task resource monitor should run on the workers.
+
+        With ``autolabel``, Work Queue's resource monitor already measures every
+        task and the executor sends those measurements to Parsl monitoring;
+        a second monitor process per task would only add cost.
+        """
+        return not self.autolabel
 
     @property
     def workers_per_node(self) -> int:

@@ -10,6 +10,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from parsl.dataflow.futures import AppFuture
+
 from parsl_wq.messages import TaskUsage
 
 UNITS = {"cores": "", "gpus": "", "memory": " MB", "disk": " MB", "virtual_memory": " MB",
@@ -22,13 +24,9 @@ def resource_usage(future) -> Optional[TaskUsage]:
     Accepts the ``AppFuture`` an app call returns, or the executor's own future.
     With Parsl retries, it is the usage of the last try.
     """
-    usage = getattr(future, "resource_usage", None)
-    if usage is not None:
-        return usage
-    record = getattr(future, "task_record", None)
-    if record is not None:
-        return getattr(record.get("exec_fu"), "resource_usage", None)
-    return None
+    if isinstance(future, AppFuture):   # its __getattr__ would make a new future of any name
+        future = future.task_record.get("exec_fu")
+    return getattr(future, "resource_usage", None)
 
 
 def amount(resource: str, value: float) -> str:
@@ -64,6 +62,7 @@ def monitoring_record(usage: TaskUsage, run_id: str, task_id: int, try_id: int) 
         "timestamp": datetime.datetime.now(), "hostname": usage.host,
         "first_msg": False, "last_msg": True,
         "resource_monitoring_interval": None,
+        "psutil_process_status": "measured by Work Queue",
     }
     columns = {"memory": ("psutil_process_memory_resident", MB),
                "virtual_memory": ("psutil_process_memory_virtual", MB),

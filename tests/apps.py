@@ -83,3 +83,23 @@ def sleep_for(seconds):
 @python_app
 def cores_spec_app(parsl_resource_specification={}):
     return "ran"
+
+
+@python_app
+def timed_sleep(seconds, parsl_resource_specification={}):
+    """Sleep; return when the task started and ended, by the worker's clock."""
+    import time
+    start = time.time()
+    time.sleep(seconds)
+    return start, time.time()
+
+
+@python_app
+def hold_memory(megabytes, seconds, parsl_resource_specification={}):
+    """Touch megabytes of memory and hold them for seconds."""
+    import time
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return megabytes

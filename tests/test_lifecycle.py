@@ -87,6 +87,20 @@ def test_shutdown_is_quick_fails_outstanding_and_leaves_no_worker(tmp_path):
     assert executor._manager.poll() is not None
 
 
+@pytest.mark.parametrize("strategy", ["none", "simple"])
+def test_initial_blocks_are_started_once(tmp_path, no_leftover_workers, strategy):
+    executor = WorkQueueExecutor(port=0)
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy=strategy,
+                               strategy_period=0.2))
+    try:
+        assert apps.add(1, 2).result(timeout=60) == 3     # runs before the strategy's first period
+        time.sleep(1.5)                                  # several strategy periods
+        assert len(executor.blocks_to_job_id) == 1, executor.blocks_to_job_id
+        assert len(worker_processes()) == 1, worker_processes()
+    finally:
+        kernel.cleanup()
+
+
 def test_coprocess_fails_at_construction_on_this_build():
     with pytest.raises(ConfigurationError, match="coprocess"):
         WorkQueueExecutor(coprocess=True)
@@ -98,6 +112,12 @@ def test_coprocess_fails_at_construction_on_this_build():
     ({"max_retries": -2}, "max_retries"),
     ({"project_password_file": "/nonexistent/pw"}, "project_password_file"),
     ({"autolabel_window": 0}, "autolabel_window"),
+    ({"allocation_mode": "max"}, "allocation_mode"),
+    ({"allocation_mode": "max-seen"}, "allocation_mode"),     # learning without autolabel
+    ({"category_max_resources": {"sim": {"memory": -1}}}, "category_max_resources"),
+    ({"category_max_resources": {"sim": {"ram": 100}}}, "category_max_resources"),
+    ({"category_first_allocation": {"": {"cores": 1}}}, "category_first_allocation"),
+    ({"category_first_allocation": {"sim": {"cores": 0}}}, "category_first_allocation"),
 ])
 def test_bad_parameters_fail_at_construction(kwargs, name):
     with pytest.raises(ConfigurationError) as info:

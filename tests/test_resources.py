@@ -1,0 +1,120 @@
+"""Allocations learned from measurements, and exhaustion explained, on a real 2-core worker.
+
+Work Queue's resource monitor samples a task every 5 s, so the apps that must
+be caught using too much memory hold it for longer than that.
+"""
+
+import contextlib
+import os
+import re
+import sqlite3
+
+import parsl
+import pytest
+from parsl.config import Config
+from parsl.monitoring import MonitoringHub
+
+import apps
+from parsl_wq import ResourceExhausted, WorkQueueExecutor, resource_usage
+
+WORKER_2_CORES = "--cores 2 --memory 2000 --disk 4000"
+
+
+@contextlib.contextmanager
+def running(tmp_path, monitoring=None, **options):
+    """A DFK with one parsl_wq executor and one 2-core worker."""
+    executor = WorkQueueExecutor(port=0, worker_options=WORKER_2_CORES, **options)
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
+                               monitoring=monitoring))
+    try:
+        yield executor
+    finally:
+        kernel.cleanup()
+
+
+def intervals(futures):
+    return sorted(f.result(timeout=120) for f in futures)
+
+
+def overlaps(a, b):
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def most_at_once(spans):
+    """The largest number of spans running at one instant."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, change in events:   # at equal times, an end (-1) sorts before a start
+        running += change
+        most = max(most, running)
+    return most
+
+
+def test_without_learning_each_task_takes_the_whole_worker(tmp_path, no_leftover_workers):
+    with running(tmp_path):
+        spans = intervals([apps.timed_sleep(0.5) for _ in range(4)])
+    assert most_at_once(spans) == 1, spans
+
+
+def test_learning_raises_concurrency_from_one_to_two(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True, autolabel_window=1) as executor:
+        futures = [apps.timed_sleep(1) for _ in range(8)]
+        spans = intervals(futures)
+        usages = [resource_usage(f) for f in futures]
+        # Before anything is measured, a task takes the whole worker: the first runs alone.
+        first = spans[0]
+        assert not any(overlaps(first, other) for other in spans[1:]), spans
+        # Once the category has measurements, two run at once on 2 cores.
+        assert most_at_once(spans) == 2, spans
+        assert {u.allocated["cores"] for u in usages} == {1.0, 2.0}
+        assert all(u.category == "timed_sleep" and u.measured["wall_time"] >= 1 for u in usages)
+        assert executor.outstanding() == 0
+        assert executor._learned_cores == {"timed_sleep": 1}
+    table = open(os.path.join(executor._log_dir, "resources.txt")).read()
+    assert re.search(r"^timed_sleep\s+8\s+0\s+0\s+0\s", table, re.M), table
+
+
+def test_going_past_a_declared_limit_fails_with_resource_use_and_limit(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True) as executor:
+        future = apps.hold_memory(400, 8, parsl_resource_specification={"memory": 100})
+        with pytest.raises(ResourceExhausted) as caught:
+            future.result(timeout=120)
+    message = str(caught.value)
+    assert re.search(r"memory: used \d+ MB, limit 100 MB", message), message
+    assert caught.value.usage.measured["memory"] >= 300
+    assert caught.value.usage.exceeded == {"memory": 100.0}
+    assert executor.usage_summary.categories["hold_memory"].exhausted == 1
+
+
+def test_an_outlier_past_the_learned_allocation_is_retried_at_the_maximum(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True, autolabel_window=1,
+                 category_max_resources={"*": {"memory": 1000}}) as executor:
+        small = [apps.hold_memory(1, 0.2) for _ in range(4)]
+        assert [f.result(timeout=120) for f in small] == [1] * 4
+        allocated = [resource_usage(f).allocated["memory"] for f in small]
+        assert max(allocated) == 1000 and min(allocated) < 400, allocated   # the maximum, then a label
+
+        outlier = apps.hold_memory(400, 7)
+        assert outlier.result(timeout=120) == 400
+        usage = resource_usage(outlier)
+        assert usage.attempts == 2
+        assert usage.measured["memory"] >= 400
+    assert executor.usage_summary.categories["hold_memory"].retried == 1
+
+
+def test_measurements_reach_parsl_monitoring(tmp_path, no_leftover_workers):
+    database = tmp_path / "monitoring.db"
+    hub = MonitoringHub(logging_endpoint=f"sqlite:///{database}", resource_monitoring_interval=0.1)
+    with running(tmp_path, monitoring=hub, autolabel=True):
+        futures = [apps.hold_memory(50, 0.2) for _ in range(2)]
+        assert [f.result(timeout=120) for f in futures] == [50, 50]
+        measured = {f.tid: resource_usage(f).measured for f in futures}
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT task_id, try_id, psutil_process_memory_resident, psutil_process_time_user, "
+                          "psutil_process_status FROM resource ORDER BY task_id").fetchall()
+    # One row per task, from Work Queue's measurements; Parsl's own per-task monitor did not run.
+    assert [row[0] for row in rows] == sorted(measured), rows
+    for task_id, try_id, resident, cpu_time, status in rows:
+        assert try_id == 0 and status == "measured by Work Queue"
+        assert resident == measured[task_id]["memory"] * 1024 * 1024
+        assert cpu_time == measured[task_id]["cpu_time"]
