@@ -10,9 +10,10 @@ import pytest
 from parsl.app.errors import wrap_error
 from parsl.data_provider.files import File
 
-from parsl_wq import engine, errors, messages, runner, serialize
+from parsl_wq import allocation, engine, errors, messages, runner, serialize
 from parsl_wq.files import FilePlanner, sandbox_name
-from parsl_wq.resources import Resources, parse_resource_specification
+from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
+from parsl_wq.usage import UsageSummary, describe_exhaustion, monitoring_record, resource_usage
 
 RUNNER = runner.__file__
 
@@ -53,6 +54,104 @@ def test_non_dict_specification_is_rejected():
 def test_slots_default_to_a_whole_worker():
     assert Resources().slots(4) == 4
     assert Resources(cores=1).slots(4) == 1
+
+
+def test_category_table_is_checked_and_copied():
+    table = {"sim": {"cores": 2, "memory": 4000}, "*": {"disk": 0}}
+    assert check_category_table("category_max_resources", table) == table
+    assert check_category_table("category_max_resources", None) == {}
+
+
+@pytest.mark.parametrize("table, words", [
+    ({"sim": {"cores": 0}}, ["'sim'", "cores must be an int >= 1", "got 0"]),
+    ({"sim": {"ram": 1}}, ["resources are cores, memory, disk, gpus", "got 'ram'"]),
+    ({"": {"cores": 1}}, ["non-empty str"]),
+    ({"sim": 3}, ["dict of cores", "got 3"]),
+])
+def test_bad_category_table_names_entry_and_what_is_accepted(table, words):
+    with pytest.raises(errors.ConfigurationError) as info:
+        check_category_table("category_max_resources", table)
+    message = str(info.value)
+    assert message.startswith("category_max_resources=")
+    assert all(w in message for w in words), message
+
+
+# ------------------------------------------------------------ usage
+
+def usage(category="sim", measured=None, exceeded=None, allocated=None, attempts=1):
+    return messages.TaskUsage(category=category, allocated=allocated or {"cores": 1.0, "memory": 250.0},
+                              measured=measured or {}, exceeded=exceeded or {}, attempts=attempts, host="h1")
+
+
+def test_exhaustion_names_resource_use_and_limit():
+    u = usage(measured={"memory": 812.0, "cores": 1.5}, exceeded={"memory": 400.0, "cores": 1.0})
+    assert describe_exhaustion(u) == "cores: used 1.5, limit 1; memory: used 812 MB, limit 400 MB"
+    assert describe_exhaustion(usage(exceeded={"disk": 10.0})) == "disk: used unknown, limit 10 MB"
+    failure = errors.ResourceExhausted(7, u, 143, "killed")
+    assert isinstance(failure, errors.TaskFailure) and failure.usage is u
+    assert "memory: used 812 MB, limit 400 MB" in str(failure) and "'sim'" in str(failure)
+
+
+def test_summary_table_folds_tasks_per_category():
+    summary = UsageSummary()
+    summary.add(usage(measured={"memory": 10.0, "wall_time": 1.0}), succeeded=True, exhausted=False)
+    summary.add(usage(measured={"memory": 30.0, "wall_time": 3.0}, attempts=2), succeeded=True, exhausted=False)
+    summary.add(usage("other", exceeded={"memory": 5.0}), succeeded=False, exhausted=True)
+    stats = summary.categories["sim"]
+    assert (stats.tasks, stats.failed, stats.retried, stats.peak["memory"]) == (2, 0, 1, 30.0)
+    lines = summary.table().splitlines()
+    assert lines[0].split()[:2] == ["category", "tasks"]
+    assert lines[2].split() == ["other", "1", "1", "1", "0", "-", "-", "-", "-", "cores", "1,", "memory", "250", "MB"]
+    assert lines[3].split()[:8] == ["sim", "2", "0", "0", "1", "2", "s", "-"]
+
+
+def test_monitoring_record_uses_parsls_resource_columns():
+    u = usage(measured={"memory": 2.0, "cpu_time": 0.5, "bytes_written": 10.0})
+    record = monitoring_record(u, "run", 3, 1)
+    assert (record["run_id"], record["task_id"], record["try_id"], record["hostname"]) == ("run", 3, 1, "h1")
+    assert record["psutil_process_memory_resident"] == 2 * 1024 * 1024
+    assert record["psutil_process_time_user"] == 0.5 and record["psutil_process_disk_write"] == 10.0
+    assert "psutil_process_disk_read" not in record
+
+
+def test_resource_usage_of_an_executor_future_and_of_nothing():
+    from concurrent.futures import Future
+    future = Future()
+    assert resource_usage(future) is None
+    future.resource_usage = usage()
+    assert resource_usage(future).category == "sim"
+
+
+class RecordingQueue:
+    _work_queue = "q"
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name,) + args)
+
+
+def fake_engine(calls):
+    names = {name: name for name in allocation.MODES.values()}
+    return types.SimpleNamespace(**names, work_queue_enable_category_resource=lambda *a: calls.append(a))
+
+
+@pytest.mark.parametrize("mode, labelled", [("fixed", []), ("max-seen", ["cores", "memory", "disk"])])
+def test_category_gets_mode_labelling_maximum_and_first_guess(mode, labelled):
+    queue, enabled = RecordingQueue(), []
+    allocation.configure_category(fake_engine(enabled), queue, "sim", mode,
+                                  {"*": {"memory": 1000}}, {"sim": {"cores": 1}, "*": {"cores": 2}})
+    assert queue.calls == [("specify_category_mode", "sim", allocation.MODES[mode]),
+                           ("specify_category_max_resources", "sim", {"memory": 1000}),
+                           ("specify_category_first_allocation_guess", "sim", {"cores": 1})]
+    assert enabled == [("q", "sim", resource, 1) for resource in labelled]
+
+
+def test_unset_work_queue_values_are_left_out():
+    summary = types.SimpleNamespace(cores=1.0, memory=-1, disk=0.0, gpus=None)
+    assert allocation.summary_to_dict(summary, ("cores", "memory", "disk", "gpus")) == {"cores": 1.0, "disk": 0.0}
+    assert allocation.summary_to_dict(None, ("cores",)) == {}
 
 
 # ------------------------------------------------------------ serialization
