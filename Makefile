@@ -37,6 +37,7 @@ parsl-suite-shared-fs: setup
 
 bench: setup
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/resources.py
 
 clean:
 	rm -rf $(VENV) runinfo .pytest_cache
