@@ -15,6 +15,7 @@ from parsl.config import Config
 from parsl.monitoring import MonitoringHub
 
 import apps
+from conftest import wait_until
 from parsl_wq import ResourceExhausted, WorkQueueExecutor, resource_usage
 
 WORKER_2_CORES = "--cores 2 --memory 2000 --disk 4000"
@@ -70,8 +71,12 @@ def test_learning_raises_concurrency_from_one_to_two(tmp_path, no_leftover_worke
         assert all(u.category == "timed_sleep" and u.measured["wall_time"] >= 1 for u in usages)
         assert executor.outstanding() == 0
         assert executor._learned_cores == {"timed_sleep": 1}
+        # A later task of the category counts as the 1 core it will be given, not a whole worker.
+        later = apps.timed_sleep(3)
+        assert wait_until(lambda: executor.outstanding() == 1, timeout=2), executor.outstanding()
+        later.result(timeout=60)
     table = open(os.path.join(executor._log_dir, "resources.txt")).read()
-    assert re.search(r"^timed_sleep\s+8\s+0\s+0\s+0\s", table, re.M), table
+    assert re.search(r"^timed_sleep\s+9\s+0\s+0\s+0\s", table, re.M), table
 
 
 def test_going_past_a_declared_limit_fails_with_resource_use_and_limit(tmp_path, no_leftover_workers):
