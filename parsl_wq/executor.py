@@ -23,7 +23,6 @@ import math
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -48,7 +47,8 @@ from parsl_wq.engine import load_work_queue
 from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, ResourceExhausted,
                              TaskFailure, explain_result)
 from parsl_wq.files import FilePlanner
-from parsl_wq.messages import Channel, FileTransfer, ManagerConfig, Ready, Stop, SubmitTask, TaskDone
+from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
+from parsl_wq.messages import FileTransfer, ManagerConfig, SubmitTask, TaskDone
 from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
 from parsl_wq.usage import UsageSummary, monitoring_record
 
@@ -56,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 WORK_QUEUE_DEFAULT_PORT = 9123
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
-START_TIMEOUT = 60      # seconds for the manager process to report its port
-STOP_TIMEOUT = 10       # seconds for the manager process to exit at shutdown
 DEFAULT_CATEGORY = "parsl-default"
 
 
@@ -220,15 +218,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._check_configuration()
 
         self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
         self._next_id = 0
         self._submitted: Dict[int, _Submitted] = {}
         self._outstanding_slots = 0
         self._learned_cores: Dict[str, int] = {}
         self.usage_summary = UsageSummary()
         self._written_functions: set = set()
-        self._manager: Optional[subprocess.Popen] = None
-        self._channel: Optional[Channel] = None
+        self._manager: Optional[ManagerProcess] = None
         self._collector: Optional[threading.Thread] = None
         self._stopping = False
         self._early_blocks = 0
@@ -307,35 +303,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         return super().scale_out_facade(n) if n > 0 else []
 
     def _start_manager(self) -> None:
-        to_manager_r, to_manager_w = os.pipe()
-        from_manager_r, from_manager_w = os.pipe()
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-        with open(os.path.join(self._log_dir, "manager.log"), "ab") as log:
-            self._manager = subprocess.Popen(
-                [sys.executable, "-m", "parsl_wq.manager", str(to_manager_r), str(from_manager_w)],
-                pass_fds=(to_manager_r, from_manager_w), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        os.close(to_manager_r)
-        os.close(from_manager_w)
-        self._channel = Channel(from_manager_r, to_manager_w)
-        self._channel.send(ManagerConfig(
+        self._manager = ManagerProcess(self.label, self._log_dir)
+        self.worker_port = self._manager.start(ManagerConfig(
             port=self.port, log_dir=self._log_dir, project_name=self.project_name,
             password_file=self.project_password_file, debug_log=self.full_debug,
             monitor=self.autolabel, allocation_mode=self._allocation_mode(),
             autolabel_window=self.autolabel_window, category_max_resources=self._category_max,
             category_first_allocation=self._category_first, shutdown_workers=self.provider is not None))
-        try:
-            replies = self._channel.receive(timeout=START_TIMEOUT)
-        except EOFError:
-            replies = []
-        if not replies or not isinstance(replies[0], Ready):
-            reason = getattr(replies[0], "reason", None) if replies else None
-            self._stop_manager()
-            raise ExecutorBroken(self.label, "the Work Queue manager did not start: "
-                                 + (reason or self._manager_log_tail()))
-        self.worker_port = replies[0].port
 
     def _allocation_mode(self) -> str:
         if self.allocation_mode is not None:
@@ -379,7 +353,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         resources = parse_resource_specification(resource_specification)
         if self.bad_state_is_set:
             raise self.executor_exception
-        if self._channel is None:
+        if self._manager is None:
             raise ExecutorBroken(self.label, "submit() was called before start()")
         with self._lock:
             task_id = self._next_id
@@ -401,8 +375,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._outstanding_slots += record.slots
         message = self._submit_message(task_id, function_name, category, resources, staging)
         try:
-            with self._send_lock:
-                self._channel.send(message)
+            self._manager.send(message)
         except OSError as e:
             self._break(f"the manager process cannot be reached ({e})")
         return future
@@ -459,19 +432,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         """Collector thread: deliver each TaskDone until the manager's channel closes."""
         while True:
             try:
-                messages = self._channel.receive()
+                messages = self._manager.receive()
             except (EOFError, OSError, ValueError):
                 break
             for message in messages:
                 if isinstance(message, TaskDone):
                     self._deliver(message)
         if not self._stopping:
-            try:
-                code = self._manager.wait(timeout=5) if self._manager else None
-            except subprocess.TimeoutExpired:
-                code = "none yet: it closed its channel but is still running"
-            self._break(f"the Work Queue manager process exited unexpectedly (exit code {code}); "
-                        f"see {os.path.join(self._log_dir, 'manager.log')}: {self._manager_log_tail()}")
+            self._break(f"the Work Queue manager process exited unexpectedly "
+                        f"(exit code {self._manager.exit_code(timeout=5)}); "
+                        f"see {self._manager.log_path}: {self._manager.log_tail()}")
 
     def _deliver(self, done: TaskDone) -> None:
         with self._lock:
@@ -569,7 +539,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         directory and logs it.
         """
         self._stopping = True
-        self._stop_manager()
+        if self._manager is not None:
+            self._manager.stop()
         if self._collector is not None:
             self._collector.join(timeout=STOP_TIMEOUT)
         self._write_usage_summary()
@@ -590,26 +561,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             f.write(table + "\n")
         logger.info("WorkQueueExecutor %s: resources by category\n%s", self.label, table)
 
-    def _stop_manager(self) -> None:
-        if self._manager is None:
-            return
-        if self._channel is not None:
-            try:
-                with self._send_lock:
-                    self._channel.send(Stop())
-            except OSError:
-                pass
-        try:
-            self._manager.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._manager.kill()
-            self._manager.wait()
-        if self._channel is not None:
-            try:
-                os.close(self._channel.write_fd)
-            except OSError:
-                pass
-
     def _cancel_blocks(self) -> None:
         if self.provider is None:
             return
@@ -617,13 +568,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                   if block not in self._status or self._status[block].state not in TERMINAL_STATES]
         if active:
             self.provider.cancel(active)
-
-    def _manager_log_tail(self, lines: int = 20) -> str:
-        try:
-            with open(os.path.join(self._log_dir, "manager.log"), errors="replace") as f:
-                return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
-        except OSError as e:
-            return f"(no manager.log: {e})"
 
 
 def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:

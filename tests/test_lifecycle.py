@@ -61,7 +61,7 @@ def test_killed_manager_fails_every_pending_future_and_later_submits(fresh_dfk):
     pending = [apps.sleep_for(30) for _ in range(3)]
     assert wait_until(lambda: executor.outstanding() == 3, timeout=30)
     killed_at = time.monotonic()
-    os.kill(executor._manager.pid, signal.SIGKILL)
+    os.kill(executor._manager.process.pid, signal.SIGKILL)
     for future in pending:
         exc = future.exception(timeout=10)
         assert isinstance(exc, ExecutorBroken), exc
@@ -84,7 +84,7 @@ def test_shutdown_is_quick_fails_outstanding_and_leaves_no_worker(tmp_path):
     exc = future.exception(timeout=1)
     assert isinstance(exc, ExecutorShutdown) and "still outstanding" in str(exc)
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
-    assert executor._manager.poll() is not None
+    assert executor._manager.process.poll() is not None
 
 
 @pytest.mark.parametrize("strategy", ["none", "simple"])
@@ -177,7 +177,7 @@ executor = WorkQueueExecutor(port=0)
 parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
 assert apps.add(1, 1).result(timeout=60) == 2
 apps.sleep_for(120)
-print(executor._manager.pid, flush=True)
+print(executor._manager.process.pid, flush=True)
 time.sleep(300)
 '''
 

@@ -1,0 +1,97 @@
+"""The manager process as the executor sees it: start it, talk to it, stop it.
+
+The process runs ``python -m parsl_wq.manager READ_FD WRITE_FD`` (see
+``parsl_wq.manager``) in a session of its own, so that a Ctrl-C in the user's
+terminal reaches the user's process only; its output goes to ``manager.log``.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+from typing import Any, List, Optional, Union
+
+from parsl_wq.errors import ExecutorBroken
+from parsl_wq.messages import Channel, ManagerConfig, Ready, Stop
+
+START_TIMEOUT = 60      # seconds for the manager process to report its port
+STOP_TIMEOUT = 10       # seconds for the manager process to exit once told to stop
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ManagerProcess:
+    def __init__(self, label: str, log_dir: str):
+        self.label = label
+        self.log_path = os.path.join(log_dir, "manager.log")
+        self.process: Optional[subprocess.Popen] = None
+        self.channel: Optional[Channel] = None
+        self._send_lock = threading.Lock()
+
+    def start(self, config: ManagerConfig) -> int:
+        """Start the process and hand it ``config``; returns the port its queue listens on.
+
+        Raises ExecutorBroken, with the manager's reason or the end of its log,
+        if it does not report ready within START_TIMEOUT seconds.
+        """
+        to_manager_r, to_manager_w = os.pipe()
+        from_manager_r, from_manager_w = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "parsl_wq.manager", str(to_manager_r), str(from_manager_w)],
+                pass_fds=(to_manager_r, from_manager_w), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        os.close(to_manager_r)
+        os.close(from_manager_w)
+        self.channel = Channel(from_manager_r, to_manager_w)
+        self.channel.send(config)
+        try:
+            replies = self.channel.receive(timeout=START_TIMEOUT)
+        except EOFError:
+            replies = []
+        if not replies or not isinstance(replies[0], Ready):
+            reason = getattr(replies[0], "reason", None) if replies else None
+            self.stop()
+            raise ExecutorBroken(self.label, "the Work Queue manager did not start: " + (reason or self.log_tail()))
+        return replies[0].port
+
+    def send(self, message: Any) -> None:
+        """Send one message; safe from several threads. Raises OSError if the process is gone."""
+        with self._send_lock:
+            self.channel.send(message)
+
+    def receive(self) -> List[Any]:
+        """Block until messages arrive. Raises EOFError once the process has closed its end."""
+        return self.channel.receive()
+
+    def exit_code(self, timeout: float) -> Union[int, str]:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "none yet: it closed its channel but is still running"
+
+    def stop(self) -> None:
+        """Tell the process to stop; kill it if it has not exited within STOP_TIMEOUT seconds."""
+        if self.process is None:
+            return
+        try:
+            self.send(Stop())
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        try:
+            os.close(self.channel.write_fd)
+        except OSError:
+            pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
+        except OSError as e:
+            return f"(no manager.log: {e})"
