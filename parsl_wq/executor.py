@@ -557,8 +557,12 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if not self.usage_summary.categories or not hasattr(self, "_log_dir"):
             return
         table = self.usage_summary.table()
-        with open(os.path.join(self._log_dir, "resources.txt"), "w") as f:
-            f.write(table + "\n")
+        path = os.path.join(self._log_dir, "resources.txt")
+        try:
+            with open(path, "w") as f:
+                f.write(table + "\n")
+        except OSError as e:
+            logger.warning("WorkQueueExecutor %s: could not write %s: %s", self.label, path, e)
         logger.info("WorkQueueExecutor %s: resources by category\n%s", self.label, table)
 
     def _cancel_blocks(self) -> None:

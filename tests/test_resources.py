@@ -57,6 +57,16 @@ def test_without_learning_each_task_takes_the_whole_worker(tmp_path, no_leftover
     assert most_at_once(spans) == 1, spans
 
 
+def test_undeclared_resources_are_given_in_proportion_to_declared_ones(tmp_path, no_leftover_workers):
+    with running(tmp_path):
+        half = apps.timed_sleep(0, parsl_resource_specification={"cores": 1})
+        whole = apps.timed_sleep(0)
+        half.result(timeout=60), whole.result(timeout=60)
+    assert resource_usage(half).allocated == {"cores": 1.0, "memory": 1000.0, "disk": 2000.0, "gpus": 0.0}
+    assert resource_usage(whole).allocated == {"cores": 2.0, "memory": 2000.0, "disk": 4000.0, "gpus": 0.0}
+    assert resource_usage(half).measured == {}      # nothing is measured without autolabel
+
+
 def test_learning_raises_concurrency_from_one_to_two(tmp_path, no_leftover_workers):
     with running(tmp_path, autolabel=True, autolabel_window=1) as executor:
         futures = [apps.timed_sleep(1) for _ in range(10)]
