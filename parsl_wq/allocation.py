@@ -20,10 +20,9 @@ Work Queue at the category's maximum (``category_max_resources``, else a whole
 worker); these retries do not count against ``max_retries``. A task that goes
 past what it declared, or past the maximum, fails with RESOURCE_EXHAUSTION.
 
-Work Queue labels memory and disk by default but not cores; cores labelling is
-turned on here, or a learned category keeps taking whole workers. (The Python
-wrapper ``specify_category_autolabel_resource`` of the Debian build passes the
-category twice and raises TypeError, so the C function is called directly.)
+Work Queue labels cores, memory and disk of a learning category by default
+(measured here: mode MAX learns 1 core for a task that sleeps), so nothing
+needs turning on per resource.
 """
 
 from types import ModuleType
@@ -34,7 +33,6 @@ MODES = {
     "max-seen": "WORK_QUEUE_ALLOCATION_MODE_MAX",
     "max-throughput": "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT",
 }
-LABELLED = ("cores", "memory", "disk")
 ALLOCATED = ("cores", "memory", "disk", "gpus")
 MEASURED = ("cores", "memory", "disk", "gpus", "wall_time", "cpu_time", "virtual_memory",
             "bytes_read", "bytes_written", "max_concurrent_processes")
@@ -46,9 +44,6 @@ def configure_category(wq: ModuleType, queue, category: str, mode: str,
                        first_allocation: Mapping[str, Mapping[str, int]]) -> None:
     """Give a new category its allocation mode, maximum and first guess."""
     queue.specify_category_mode(category, getattr(wq, MODES[mode]))
-    if mode != "fixed":
-        for resource in LABELLED:
-            wq.work_queue_enable_category_resource(queue._work_queue, category, resource, 1)
     maximum = _for_category(max_resources, category)
     if maximum:
         queue.specify_category_max_resources(category, dict(maximum))

@@ -123,8 +123,6 @@ def test_resource_usage_of_an_executor_future_and_of_nothing():
 
 
 class RecordingQueue:
-    _work_queue = "q"
-
     def __init__(self):
         self.calls = []
 
@@ -132,20 +130,23 @@ class RecordingQueue:
         return lambda *args: self.calls.append((name,) + args)
 
 
-def fake_engine(calls):
-    names = {name: name for name in allocation.MODES.values()}
-    return types.SimpleNamespace(**names, work_queue_enable_category_resource=lambda *a: calls.append(a))
+FAKE_ENGINE = types.SimpleNamespace(**{name: name for name in allocation.MODES.values()})
 
 
-@pytest.mark.parametrize("mode, labelled", [("fixed", []), ("max-seen", ["cores", "memory", "disk"])])
-def test_category_gets_mode_labelling_maximum_and_first_guess(mode, labelled):
-    queue, enabled = RecordingQueue(), []
-    allocation.configure_category(fake_engine(enabled), queue, "sim", mode,
+@pytest.mark.parametrize("mode", ["fixed", "max-seen"])
+def test_category_gets_mode_maximum_and_first_guess(mode):
+    queue = RecordingQueue()
+    allocation.configure_category(FAKE_ENGINE, queue, "sim", mode,
                                   {"*": {"memory": 1000}}, {"sim": {"cores": 1}, "*": {"cores": 2}})
     assert queue.calls == [("specify_category_mode", "sim", allocation.MODES[mode]),
                            ("specify_category_max_resources", "sim", {"memory": 1000}),
                            ("specify_category_first_allocation_guess", "sim", {"cores": 1})]
-    assert enabled == [("q", "sim", resource, 1) for resource in labelled]
+
+
+def test_category_without_a_table_entry_gets_only_its_mode():
+    queue = RecordingQueue()
+    allocation.configure_category(FAKE_ENGINE, queue, "sim", "fixed", {}, {"other": {"cores": 1}})
+    assert queue.calls == [("specify_category_mode", "sim", allocation.MODES["fixed"])]
 
 
 def test_unset_work_queue_values_are_left_out():
