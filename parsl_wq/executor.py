@@ -256,6 +256,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self.allocation_mode not in (None, "fixed") and not self.autolabel:
             raise ConfigurationError("allocation_mode", self.allocation_mode,
                                      "learning allocations needs measurements: set autolabel=True as well")
+        self._mode = self.allocation_mode or ("max-seen" if self.autolabel else "fixed")
         self._category_max = check_category_table("category_max_resources", self.category_max_resources)
         self._category_first = check_category_table("category_first_allocation",
                                                     self.category_first_allocation)
@@ -307,14 +308,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.worker_port = self._manager.start(ManagerConfig(
             port=self.port, log_dir=self._log_dir, project_name=self.project_name,
             password_file=self.project_password_file, debug_log=self.full_debug,
-            monitor=self.autolabel, allocation_mode=self._allocation_mode(),
+            monitor=self.autolabel, allocation_mode=self._mode,
             autolabel_window=self.autolabel_window, category_max_resources=self._category_max,
             category_first_allocation=self._category_first, shutdown_workers=self.provider is not None))
-
-    def _allocation_mode(self) -> str:
-        if self.allocation_mode is not None:
-            return self.allocation_mode
-        return "max-seen" if self.autolabel else "fixed"
 
     def _worker_command(self) -> str:
         parts = [self.worker_executable]
@@ -479,7 +475,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.usage_summary.add(usage, succeeded=ok, exhausted=done.result_name == "RESOURCE_EXHAUSTION")
         learned = usage.allocated.get("cores")
         if (ok and learned and usage.attempts == 1 and not record.declares_cores
-                and self._allocation_mode() != "fixed"):
+                and self._mode != "fixed"):
             self._learned_cores[record.category] = max(1, math.ceil(learned))
         if record.monitoring_ids is not None and self.submit_monitoring_radio is not None and usage.measured:
             parsl_task_id, try_id = record.monitoring_ids
@@ -554,7 +550,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         super().shutdown()
 
     def _write_usage_summary(self) -> None:
-        if not self.usage_summary.categories or not hasattr(self, "_log_dir"):
+        if not self.usage_summary.categories:      # no task finished, or start() never ran
             return
         table = self.usage_summary.table()
         path = os.path.join(self._log_dir, "resources.txt")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Dict, Mapping, Optional
 
+from parsl_wq.allocation import ALLOCATED
 from parsl_wq.errors import ConfigurationError, InvalidResourceSpecification
 
 
@@ -100,8 +101,6 @@ def parse_resource_specification(spec: Optional[Mapping[str, Any]]) -> Resources
     return Resources(**checked)
 
 
-ALLOCATABLE = ("cores", "memory", "disk", "gpus")
-
 
 def check_category_table(parameter: str, table: Optional[Mapping[str, Mapping[str, int]]]) -> Dict[str, Dict[str, int]]:
     """Check a per-category resource table such as ``{"sim": {"cores": 2, "memory": 4000}}``.
@@ -115,11 +114,11 @@ def check_category_table(parameter: str, table: Optional[Mapping[str, Mapping[st
             raise ConfigurationError(parameter, table, f"category names are non-empty str (got {category!r})")
         if not isinstance(resources, Mapping):
             raise ConfigurationError(parameter, table, f"each category maps to a dict of "
-                                     f"{', '.join(ALLOCATABLE)} (got {resources!r} for {category!r})")
+                                     f"{', '.join(ALLOCATED)} (got {resources!r} for {category!r})")
         checked[category] = {}
         for key, value in resources.items():
-            if key not in ALLOCATABLE:
-                raise ConfigurationError(parameter, table, f"resources are {', '.join(ALLOCATABLE)} "
+            if key not in ALLOCATED:
+                raise ConfigurationError(parameter, table, f"resources are {', '.join(ALLOCATED)} "
                                          f"(got {key!r} for {category!r})")
             try:
                 checked[category][key] = CHECKS[key](key, value)
