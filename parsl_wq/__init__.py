@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "WorkQueueExecutor": "parsl_wq.executor",
+    "WorkerFactory": "parsl_wq.factory",
     "InvalidResourceSpecification": "parsl_wq.errors",
     "ExecutorBroken": "parsl_wq.errors",
     "ExecutorShutdown": "parsl_wq.errors",

@@ -41,9 +41,10 @@ from parsl.providers import LocalProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
-from parsl_wq import serialize
+from parsl_wq import security, serialize
 from parsl_wq.allocation import MODES
 from parsl_wq.engine import load_work_queue
+from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, ResourceExhausted,
                              TaskFailure, explain_result)
 from parsl_wq.files import FilePlanner
@@ -80,14 +81,30 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     label : str
         Name of the executor in the Parsl config. Default "WorkQueueExecutor".
     provider : ExecutionProvider, optional
-        Where workers are started. Default: a ``LocalProvider`` (one block).
+        Where workers are started. Default: a ``LocalProvider`` (one block),
+        unless ``factory`` is given.
+    factory : WorkerFactory, optional
+        Start workers with ``work_queue_factory`` instead of a Parsl provider,
+        for example ``WorkerFactory(batch_type="slurm", max_workers=50, cores=8)``.
+        The factory runs as long as the executor, with the run's password.
     working_dir : str
         Kept for compatibility; task files live in the run directory.
     project_name : str, optional
         Work Queue project name: workers find the manager by this name through
-        a catalog server (``CATALOG_HOST``/``CATALOG_PORT``) instead of its address.
+        a catalog server instead of its address.
+    catalog : str, optional
+        "host:port" of the catalog server that the manager reports to and that
+        workers and the factory ask. Default: ``CATALOG_HOST``/``CATALOG_PORT``,
+        else Work Queue's public catalog.
     project_password_file : str, optional
-        Password file shared by the manager and the workers.
+        Password file shared by the manager and the workers. Default: a new
+        random password for the run, written to ``RUN_DIR/LABEL/worker.password``
+        (mode 0600); workers the executor starts use it (see ``require_password``).
+    require_password : bool
+        Refuse workers that do not know the password. Default True: without a
+        ``project_password_file`` the executor makes one for the run. False
+        lets any process that reaches the manager's port join as a worker and
+        receive tasks; see docs/security.md before choosing it.
     address : str, optional
         Address workers connect to. Default: 127.0.0.1 for a ``LocalProvider``,
         this host's name otherwise.
@@ -133,6 +150,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     category_first_allocation : dict, optional
         First allocation per category, used until ``autolabel_window`` tasks
         were measured (default: a whole worker). Same form as ``category_max_resources``.
+    keepalive_interval, keepalive_timeout : int, optional
+        Seconds between the manager's checks on an idle-looking worker, and
+        seconds without an answer before the worker counts as lost and its
+        tasks run elsewhere. Default: Work Queue's (120 and 30 here).
     max_retries : int, optional
         Work Queue's own retries of a failed task (None: no limit). Default 1,
         so that retries are left to Parsl's ``retries``.
@@ -158,9 +179,12 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def __init__(self,
                  label: str = "WorkQueueExecutor",
                  provider: Optional[ExecutionProvider] = None,
+                 factory: Optional[WorkerFactory] = None,
                  working_dir: str = ".",
                  project_name: Optional[str] = None,
+                 catalog: Optional[str] = None,
                  project_password_file: Optional[str] = None,
+                 require_password: bool = True,
                  address: Optional[str] = None,
                  port: int = WORK_QUEUE_DEFAULT_PORT,
                  env: Optional[Dict] = None,
@@ -176,6 +200,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  allocation_mode: Optional[str] = None,
                  category_max_resources: Optional[Dict[str, Dict[str, int]]] = None,
                  category_first_allocation: Optional[Dict[str, Dict[str, int]]] = None,
+                 keepalive_interval: Optional[int] = None,
+                 keepalive_timeout: Optional[int] = None,
                  max_retries: Optional[int] = 1,
                  init_command: str = "",
                  worker_options: str = "",
@@ -185,12 +211,19 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  coprocess: bool = False,
                  scaling_cores_per_worker: int = 1,
                  remote_monitoring_radio: Optional[RadioConfig] = None):
-        BlockProviderExecutor.__init__(self, provider=provider if provider is not None else LocalProvider(),
-                                       block_error_handler=True)
+        if provider is not None and factory is not None:
+            raise ConfigurationError("factory", factory, "either a provider or a factory starts the "
+                                     "workers, not both: leave provider unset")
+        if provider is None and factory is None:
+            provider = LocalProvider()
+        BlockProviderExecutor.__init__(self, provider=provider, block_error_handler=True)
+        self.factory = factory
         self.label = label
         self.working_dir = working_dir
         self.project_name = project_name
+        self.catalog = catalog
         self.project_password_file = project_password_file
+        self.require_password = require_password
         self.address = address
         self.port = port
         self.env = env
@@ -206,6 +239,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.allocation_mode = allocation_mode
         self.category_max_resources = category_max_resources
         self.category_first_allocation = category_first_allocation
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
         self.max_retries = max_retries
         self.init_command = init_command
         self.worker_options = worker_options
@@ -225,6 +260,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.usage_summary = UsageSummary()
         self._written_functions: set = set()
         self._manager: Optional[ManagerProcess] = None
+        self._factory: Optional[FactoryProcess] = None
         self._collector: Optional[threading.Thread] = None
         self._stopping = False
         self._early_blocks = 0
@@ -260,6 +296,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._category_max = check_category_table("category_max_resources", self.category_max_resources)
         self._category_first = check_category_table("category_first_allocation",
                                                     self.category_first_allocation)
+        if self.catalog is not None and not _is_host_port(self.catalog):
+            raise ConfigurationError("catalog", self.catalog, 'a "host:port" string, for example "127.0.0.1:9097"')
+        for name in ("keepalive_interval", "keepalive_timeout"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigurationError(name, getattr(self, name), "None (Work Queue's default) or an int >= 1")
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigurationError("max_retries", self.max_retries, "None (no limit) or an int >= 0")
         if self.scaling_cores_per_worker < 1:
@@ -281,6 +322,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._files = FilePlanner(self.shared_fs, self.use_cache)
         self._python = shlex.quote(sys.executable)
 
+        self._password_file = self._choose_password_file()
         self._start_manager()
         self._collector = threading.Thread(target=self._collect, name=f"{self.label}-collector", daemon=True)
         self._collector.start()
@@ -290,6 +332,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self.provider is not None and self.provider.init_blocks > 0:
             self.scale_out_facade(self.provider.init_blocks)
             self._early_blocks = self.provider.init_blocks
+        if self.factory is not None:
+            self._start_factory()
 
     def scale_out_facade(self, n: int) -> List[str]:
         """Start ``n`` more blocks of workers.
@@ -303,22 +347,52 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             n, self._early_blocks = max(0, n - self._early_blocks), 0
         return super().scale_out_facade(n) if n > 0 else []
 
+    def _choose_password_file(self) -> Optional[str]:
+        if self.project_password_file is not None:
+            if security.readable_by_others(self.project_password_file):
+                logger.warning("WorkQueueExecutor %s: %s can be read by other users; "
+                               "chmod 600 it", self.label, self.project_password_file)
+            return os.path.abspath(self.project_password_file)
+        if not self.require_password:
+            logger.warning("WorkQueueExecutor %s: require_password=False: any process that reaches "
+                           "the manager's port can join as a worker", self.label)
+            return None
+        return security.create_password_file(self._log_dir)
+
     def _start_manager(self) -> None:
         self._manager = ManagerProcess(self.label, self._log_dir)
         self.worker_port = self._manager.start(ManagerConfig(
             port=self.port, log_dir=self._log_dir, project_name=self.project_name,
-            password_file=self.project_password_file, debug_log=self.full_debug,
+            password_file=self._password_file, debug_log=self.full_debug,
             monitor=self.autolabel, allocation_mode=self._mode,
             autolabel_window=self.autolabel_window, category_max_resources=self._category_max,
-            category_first_allocation=self._category_first, shutdown_workers=self.provider is not None))
+            category_first_allocation=self._category_first,
+            shutdown_workers=self.provider is not None or self.factory is not None,
+            catalog=self.catalog, keepalive_interval=self.keepalive_interval,
+            keepalive_timeout=self.keepalive_timeout))
+
+    def _start_factory(self) -> None:
+        if self.project_name:
+            manager = ["-M", self.project_name]
+        else:
+            manager = [self._worker_address(), str(self.worker_port)]
+        scratch = os.path.join(self._log_dir, "factory")
+        os.makedirs(scratch, mode=0o700, exist_ok=True)
+        self._factory = FactoryProcess(self.factory.command(manager, scratch, self._password_file, self.catalog),
+                                       self._log_dir)
+        self._factory.start()
+        logger.info("WorkQueueExecutor %s: work_queue_factory started: %s", self.label,
+                    " ".join(self._factory.command))
 
     def _worker_command(self) -> str:
         parts = [self.worker_executable]
-        if self.project_password_file:
-            parts += ["--password", shlex.quote(self.project_password_file)]
+        if self._password_file:
+            parts += ["--password", shlex.quote(self._password_file)]
         if self.worker_options:
             parts.append(self.worker_options)
         if self.project_name:
+            if self.catalog:
+                parts += ["-C", shlex.quote(self.catalog)]
             parts += ["-M", shlex.quote(self.project_name)]
         else:
             parts += [self._worker_address(), str(self.worker_port)]
@@ -327,7 +401,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _worker_address(self) -> str:
         if self.address:
             return self.address
-        if isinstance(self.provider, LocalProvider):
+        if isinstance(self.provider, LocalProvider) or (self.factory and self.factory.batch_type == "local"):
             return "127.0.0.1"
         return socket.gethostname()
 
@@ -541,6 +615,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._collector.join(timeout=STOP_TIMEOUT)
         self._write_usage_summary()
         self._cancel_blocks()
+        if self._factory is not None:
+            self._factory.stop()
         with self._lock:
             leftover = dict(self._tasks)
             self._tasks.clear()
@@ -568,6 +644,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                   if block not in self._status or self._status[block].state not in TERMINAL_STATES]
         if active:
             self.provider.cancel(active)
+
+
+def _is_host_port(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:

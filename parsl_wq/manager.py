@@ -13,12 +13,16 @@ Conversation over the channel (see ``parsl_wq.messages``)::
                    <-------------  Ready(port) | StartFailed(reason)
     SubmitTask     ------------->  queue.submit
                    <-------------  TaskDone (one per task, from queue.wait)
-    Stop or EOF    ------------->  exit; workers are told to leave if the
+    Stop           ------------->  exit; workers are told to leave if the
                                    executor started them
+    EOF            ------------->  the executor's process died: the same, and for
+                                   ORPHAN_GRACE seconds workers that reconnect
+                                   are told to leave again
 """
 
 import os
 import sys
+import time
 from types import ModuleType
 
 from parsl_wq import allocation
@@ -27,6 +31,7 @@ from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, 
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 1        # Work Queue's shortest wait while tasks run
+ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 
 
 def create_queue(wq: ModuleType, config: ManagerConfig):
@@ -34,8 +39,15 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
     queue = wq.WorkQueue(config.port, debug_log=debug_log,
                          stats_log=os.path.join(config.log_dir, "stats.log"),
                          transactions_log=os.path.join(config.log_dir, "transactions.log"))
+    if config.catalog:
+        host, port = config.catalog.rsplit(":", 1)
+        queue.specify_catalog_server(host, int(port))
     if config.project_name:
         queue.specify_name(config.project_name)
+    if config.keepalive_interval is not None:
+        queue.specify_keepalive_interval(config.keepalive_interval)
+    if config.keepalive_timeout is not None:
+        queue.specify_keepalive_timeout(config.keepalive_timeout)
     if config.password_file:
         queue.specify_password_file(config.password_file)
     if config.monitor:
@@ -56,16 +68,19 @@ class Manager:
         self.categories = set()
         self.submitted = set()   # Work Queue ids of tasks not yet reported
 
-    def serve(self) -> None:
-        """Submit what arrives, report what finishes, until told to stop."""
+    def serve(self) -> bool:
+        """Submit what arrives, report what finishes, until told to stop.
+
+        Returns False if the executor's end of the channel closed without a Stop.
+        """
         while True:
             try:
                 messages = self.channel.receive(timeout=None if self.queue.empty() else 0)
             except EOFError:
-                return
+                return False
             for message in messages:
                 if isinstance(message, Stop):
-                    return
+                    return True
                 self.submit(message)
             if not self.queue.empty():
                 task = self.queue.wait(WAIT_SECONDS)
@@ -124,12 +139,26 @@ class Manager:
             attempts=task._task.try_count,   # Task.total_submissions raises in this build
             host=task.hostname or "")
 
-    def close(self) -> None:
-        """Cancel what still runs; Work Queue shuts down only workers without tasks."""
+    def close(self, orphaned: bool) -> None:
+        """Cancel what still runs, then tell the executor's workers to leave.
+
+        Work Queue shuts down only workers without tasks, hence the cancels
+        first. A worker that takes the close for a lost connection reconnects
+        (for up to its idle timeout, 900 s by default); when the executor's
+        process is gone (``orphaned``) nobody else would stop such a worker, so
+        reconnecting workers are told to leave again for ORPHAN_GRACE seconds.
+        """
         for task_id in list(self.submitted):
             self.queue.cancel_by_taskid(task_id)
-        if self.config.shutdown_workers:
-            self.queue.shutdown_workers(0)
+        if not self.config.shutdown_workers:
+            return
+        self.queue.shutdown_workers(0)
+        deadline = time.monotonic() + (ORPHAN_GRACE if orphaned else 0)
+        while time.monotonic() < deadline:
+            self.queue.wait(0)          # accepts connections even with no task
+            if self.queue.stats.workers_connected:
+                self.queue.shutdown_workers(0)
+            time.sleep(0.1)
 
 
 def main(argv) -> int:
@@ -143,10 +172,11 @@ def main(argv) -> int:
         return 1
     channel.send(Ready(queue.port))
     manager = Manager(wq, queue, channel, config)
+    stopped = False
     try:
-        manager.serve()
+        stopped = manager.serve()
     finally:
-        manager.close()
+        manager.close(orphaned=not stopped)
     return 0
 
 

@@ -29,6 +29,9 @@ class ManagerConfig:
     category_max_resources: Dict[str, Dict[str, int]] = field(default_factory=dict)
     category_first_allocation: Dict[str, Dict[str, int]] = field(default_factory=dict)
     shutdown_workers: bool = False
+    catalog: Optional[str] = None         # "host:port" of the catalog server, for project_name
+    keepalive_interval: Optional[int] = None    # seconds; None keeps Work Queue's default
+    keepalive_timeout: Optional[int] = None
 
 
 @dataclass(frozen=True)
