@@ -103,3 +103,18 @@ def hold_memory(megabytes, seconds, parsl_resource_specification={}):
         block[i] = 1
     time.sleep(seconds)
     return megabytes
+
+
+@python_app
+def hostname_after(seconds, token=None):
+    """The worker host's name, after ``seconds``; ``token`` makes each call distinct."""
+    import socket
+    import time
+    time.sleep(seconds)
+    return socket.gethostname()
+
+
+@python_app
+def sees_path(path):
+    import os
+    return os.path.exists(path)
