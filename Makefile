@@ -9,7 +9,7 @@ PARSL_SUITE_SKIP_ALL = not test_bad_stdout_file and not test_bad_stderr_file
 PARSL_SUITE_SKIP_NO_SHARED_FS = not (test_output_chain_filenames and test_behavior)
 PARSL_SUITE = mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_MARKERS)
 
-.PHONY: setup demo test bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs clean
+.PHONY: setup demo test test-slurm bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs clean
 
 setup: $(VENV)/.installed
 	@tools/install_work_queue.sh $(PY)
@@ -25,6 +25,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Workers as jobs of a single-node Slurm cluster on this machine (root; installs Debian's Slurm on first use).
+test-slurm: setup
+	eval "$$(tools/slurm_cluster.sh up)" && $(PY) -m pytest -q -rs tests/test_slurm.py; \
+	status=$$?; tools/slurm_cluster.sh down; exit $$status
 
 # Parsl's own test suite with parsl_wq as the executor, once per config.
 parsl-suite: parsl-suite-no-shared-fs parsl-suite-shared-fs

@@ -57,3 +57,17 @@ def dfk(tmp_path_factory):
     yield kernel
     kernel.cleanup()
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
+
+
+@pytest.fixture
+def fresh_dfk(tmp_path, no_leftover_workers):
+    """A DataFlowKernel of its own for one test, with one local worker."""
+    import parsl
+    from parsl.config import Config
+
+    from parsl_wq import WorkQueueExecutor
+
+    executor = WorkQueueExecutor(port=0)
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    yield kernel, executor
+    kernel.cleanup()

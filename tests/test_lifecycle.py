@@ -40,14 +40,6 @@ def script_apps():
     return namespace
 
 
-@pytest.fixture
-def fresh_dfk(tmp_path, no_leftover_workers):
-    executor = WorkQueueExecutor(port=0)
-    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
-    yield kernel, executor
-    kernel.cleanup()
-
-
 def test_script_apps_run_without_parsl_or_cloudpickle_on_the_worker(fresh_dfk):
     ns = script_apps()
     assert ns["square"](9).result(timeout=60) == 81

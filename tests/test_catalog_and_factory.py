@@ -1,0 +1,122 @@
+"""project_name with a catalog server, and workers from work_queue_factory.
+
+Every catalog here is a ``catalog_server`` the test starts on loopback (or
+inside a network namespace that has nothing but loopback), never Work
+Queue's public default.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import parsl
+import psutil
+import pytest
+from parsl.config import Config
+
+import apps
+from conftest import TESTS, wait_until, worker_processes
+from hosts import skip_unless_namespaces_work
+from parsl_wq import WorkerFactory, WorkQueueExecutor
+
+TIMEOUT = 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def catalog():
+    port = free_port()
+    server = subprocess.Popen(["catalog_server", "-p", str(port), "-I", "127.0.0.1", "-u", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def factories():
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "work_queue_factory"]
+
+
+def test_factory_workers_run_the_apps_and_leave_with_it(tmp_path, catalog, no_leftover_workers):
+    factory = WorkerFactory(min_workers=2, max_workers=2, cores=1)
+    executor = WorkQueueExecutor(port=0, factory=factory, catalog=catalog)
+    assert executor.provider is None
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    try:
+        assert [apps.add(i, 1).result(timeout=TIMEOUT) for i in range(4)] == [1, 2, 3, 4]
+        assert wait_until(lambda: len(worker_processes()) == 2, timeout=TIMEOUT)
+        command = " ".join(executor._factory.command)
+        assert f"--password {executor._password_file}" in command and f"--catalog={catalog}" in command
+    finally:
+        kernel.cleanup()
+    assert not worker_processes() and not factories()
+
+
+def test_a_provider_and_a_factory_together_are_refused():
+    from parsl.providers import LocalProvider
+
+    from parsl_wq import ConfigurationError
+    with pytest.raises(ConfigurationError, match="either a provider or a factory"):
+        WorkQueueExecutor(provider=LocalProvider(), factory=WorkerFactory())
+
+
+@pytest.mark.parametrize("options, problem", [
+    ({"min_workers": 3, "max_workers": 2}, "min_workers <= max_workers"),
+    ({"cores": 0}, "cores must be an int >= 1"),
+])
+def test_bad_factory_settings_are_named(options, problem):
+    from parsl_wq import ConfigurationError
+    with pytest.raises(ConfigurationError, match=problem):
+        WorkerFactory(**options)
+
+
+PROJECT_SCRIPT = '''
+import subprocess, sys, time
+sys.path.insert(0, {tests!r})
+import parsl
+from parsl.config import Config
+import apps
+from parsl_wq import WorkerFactory, WorkQueueExecutor
+
+catalog = subprocess.Popen(["catalog_server", "-p", "9097", "-I", "127.0.0.1", "-u", "127.0.0.1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(0.5)
+try:
+    executor = WorkQueueExecutor(port=0, project_name="pwq-test", catalog="127.0.0.1:9097", **{options})
+    kernel = parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
+    print("COMMAND", executor.worker_command, flush=True)
+    print("RESULTS", [apps.add(i, i).result(timeout=120) for i in range(3)], flush=True)
+    kernel.cleanup()
+finally:
+    catalog.terminate()
+'''
+
+
+@pytest.fixture
+def loopback_only_namespace():
+    """A network namespace with nothing but loopback: no traffic can leave it."""
+    skip_unless_namespaces_work()
+    name = f"pwq{os.getpid() % 10000}-cat"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name])
+
+
+@pytest.mark.parametrize("options", ["{}", "{'factory': WorkerFactory(min_workers=0, max_workers=1)}"],
+                         ids=["provider", "factory-on-demand"])
+def test_workers_find_the_manager_by_project_name(tmp_path, loopback_only_namespace, no_leftover_workers,
+                                                  options):
+    script = textwrap.dedent(PROJECT_SCRIPT).format(tests=TESTS, run_dir=str(tmp_path), options=options)
+    run = subprocess.run(["ip", "netns", "exec", loopback_only_namespace, sys.executable, "-c", script],
+                         capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert "RESULTS [0, 2, 4]" in run.stdout, run.stdout + run.stderr[-3000:]
+    command = next(line for line in run.stdout.splitlines() if line.startswith("COMMAND"))
+    assert "-C 127.0.0.1:9097 -M pwq-test" in command and "--password" in command
