@@ -39,7 +39,8 @@ class WorkerFactory:
         Workers started at most per 30-second cycle.
     cores, memory, disk, gpus : int, optional
         What each worker offers (memory and disk in MB), also requested from
-        the batch system. Default: what the node has.
+        the batch system. Default: what the node has. For Slurm, memory is
+        requested with ``--mem``.
     worker_timeout : int
         Seconds a worker stays without work before it leaves.
     batch_options : str
@@ -81,17 +82,25 @@ class WorkerFactory:
                    "--min-workers", str(self.min_workers), "--max-workers", str(self.max_workers),
                    "--workers-per-cycle", str(self.workers_per_cycle),
                    "--timeout", str(self.worker_timeout), "--scratch-dir", scratch_dir]
+        batch_options, worker_options = self.batch_options, self.worker_options
         for name in ("cores", "memory", "disk", "gpus"):
-            if getattr(self, name) is not None:
-                command.append(f"--{name}={getattr(self, name)}")
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "memory" and self.batch_type == "slurm":
+                # the factory's own --memory line for Slurm is broken in cctools 9.9
+                batch_options = f"{batch_options} --mem={value}".strip()
+                worker_options = f"{worker_options} --memory {value}".strip()
+            else:
+                command.append(f"--{name}={value}")
         if password_file:
             command += ["--password", password_file]
         if catalog:
             command.append(f"--catalog={catalog}")
-        if self.batch_options:
-            command += ["--batch-options", self.batch_options]
-        if self.worker_options:
-            command += ["--extra-options", self.worker_options]
+        if batch_options:
+            command += ["--batch-options", batch_options]
+        if worker_options:
+            command += ["--extra-options", worker_options]
         return command + manager
 
 

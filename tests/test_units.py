@@ -393,3 +393,28 @@ def test_bad_std_stream_spec_is_rejected_at_submit():
     import typeguard
     with pytest.raises(typeguard.TypeCheckError):
         FilePlanner(shared_fs=False, use_cache=False).plan((), {"stdout": ("out.txt", None)})
+
+
+def test_factory_command_carries_password_catalog_and_slurm_memory():
+    from parsl_wq.factory import WorkerFactory
+    command = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=3, cores=4, memory=8000).command(
+        ["-M", "proj"], "/scratch", "/run/pw", "127.0.0.1:9097")
+    assert command[:3] == ["work_queue_factory", "-T", "slurm"]
+    assert "--cores=4" in command and not any(c.startswith("--memory=") for c in command)
+    assert command[command.index("--batch-options") + 1] == "--mem=8000"
+    assert command[command.index("--extra-options") + 1] == "--memory 8000"
+    assert command[command.index("--password") + 1] == "/run/pw"
+    assert "--catalog=127.0.0.1:9097" in command and command[-2:] == ["-M", "proj"]
+    local = WorkerFactory(memory=500).command(["127.0.0.1", "1024"], "/s", None, None)
+    assert "--memory=500" in local and "--password" not in local and local[-2:] == ["127.0.0.1", "1024"]
+
+
+def test_password_file_is_new_random_and_owner_only(tmp_path):
+    from parsl_wq.security import create_password_file, readable_by_others
+    first = create_password_file(str(tmp_path))
+    content = open(first).read()
+    os.chmod(first, 0o644)
+    second = create_password_file(str(tmp_path))
+    assert second == first and os.path.isabs(second)
+    assert os.stat(second).st_mode & 0o777 == 0o600 and not readable_by_others(second)
+    assert open(second).read() != content and len(content.strip()) == 64
