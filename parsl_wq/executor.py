@@ -44,9 +44,9 @@ from parsl.utils import RepresentationMixin
 from parsl_wq import security, serialize
 from parsl_wq.allocation import MODES
 from parsl_wq.engine import load_work_queue
-from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, ResourceExhausted,
                              TaskFailure, explain_result)
+from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.files import FilePlanner
 from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
 from parsl_wq.messages import FileTransfer, ManagerConfig, SubmitTask, TaskDone
@@ -261,6 +261,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._written_functions: set = set()
         self._manager: Optional[ManagerProcess] = None
         self._factory: Optional[FactoryProcess] = None
+        self._password_file: Optional[str] = None
         self._collector: Optional[threading.Thread] = None
         self._stopping = False
         self._early_blocks = 0

@@ -31,10 +31,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def catalog():
+def catalog(tmp_path):
     port = free_port()
     server = subprocess.Popen(["catalog_server", "-p", str(port), "-I", "127.0.0.1", "-u", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     yield f"127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=10)
@@ -116,7 +116,7 @@ def test_workers_find_the_manager_by_project_name(tmp_path, loopback_only_namesp
                                                   options):
     script = textwrap.dedent(PROJECT_SCRIPT).format(tests=TESTS, run_dir=str(tmp_path), options=options)
     run = subprocess.run(["ip", "netns", "exec", loopback_only_namespace, sys.executable, "-c", script],
-                         capture_output=True, text=True, timeout=TIMEOUT * 2)
+                         capture_output=True, text=True, timeout=TIMEOUT * 2, cwd=tmp_path)
     assert "RESULTS [0, 2, 4]" in run.stdout, run.stdout + run.stderr[-3000:]
     command = next(line for line in run.stdout.splitlines() if line.startswith("COMMAND"))
     assert "-C 127.0.0.1:9097 -M pwq-test" in command and "--password" in command
