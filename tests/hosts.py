@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from typing import Dict, List, Optional
 
 import pytest
@@ -28,7 +29,13 @@ def skip_unless_namespaces_work() -> None:
 
 
 def run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, timeout=30)
+    """Run an ``ip`` command; tried 3 times, as the kernel may still be tearing down an old namespace."""
+    for attempt in range(3):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        if done.returncode == 0:
+            return
+        time.sleep(0.5 * (attempt + 1))
+    raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
 
 
 class Hosts:
@@ -52,6 +59,16 @@ class Hosts:
         return f"{self.subnet}.{10 + host}"
 
     def up(self) -> "Hosts":
+        """Create the bridge and the hosts; on failure, remove what was made and raise."""
+        self.down()     # leftovers of an interrupted run with the same names
+        try:
+            self._create()
+        except Exception:
+            self.down()
+            raise
+        return self
+
+    def _create(self) -> None:
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.manager_address}/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
@@ -63,13 +80,15 @@ class Hosts:
             run("ip", "-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
             run("ip", "-n", ns, "link", "set", "eth0", "up")
             run("ip", "-n", ns, "link", "set", "lo", "up")
-        return self
 
     def down(self) -> None:
         for processes in self.workers.values():
             for p in processes:
                 _kill_group(p)
         for host in range(1, self.count + 1):
+            # the veth pair first: it would otherwise go only when the kernel gets round to
+            # destroying the namespace, and the next test's veth of the same name would clash
+            subprocess.run(["ip", "link", "del", self.veth(host)], capture_output=True)
             subprocess.run(["ip", "netns", "del", self.namespace(host)], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
