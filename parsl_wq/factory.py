@@ -119,9 +119,6 @@ class FactoryProcess:
             self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self) -> None:
         """SIGTERM the factory and the local workers in its group; SIGKILL what is left after STOP_TIMEOUT."""
         if self.process is None:

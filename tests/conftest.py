@@ -71,3 +71,29 @@ def fresh_dfk(tmp_path, no_leftover_workers):
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
     yield kernel, executor
     kernel.cleanup()
+
+
+@pytest.fixture
+def load_without_workers(tmp_path):
+    """Load executors whose provider starts no worker: the test starts its own."""
+    import parsl
+    from parsl.config import Config
+    from parsl.providers import LocalProvider
+
+    from parsl_wq import WorkQueueExecutor
+
+    kernels = []
+
+    def load(**options):
+        executor = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0), **options)
+        kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
+        return executor
+    yield load
+    for kernel in kernels:
+        kernel.cleanup()
+
+
+def transactions(executor, word):
+    """Lines of Work Queue's transactions log that carry ``word`` (comments left out)."""
+    with open(os.path.join(executor._log_dir, "transactions.log")) as f:
+        return [line for line in f if f" {word} " in line and not line.startswith("#")]

@@ -7,16 +7,12 @@ those workers serve it.
 
 import time
 
-import parsl
 import pytest
-from parsl.config import Config
 from parsl.data_provider.files import File
-from parsl.providers import LocalProvider
 
 import apps
-from conftest import wait_until
+from conftest import transactions, wait_until
 from hosts import Hosts, skip_unless_namespaces_work
-from parsl_wq import WorkQueueExecutor
 
 TIMEOUT = 120
 
@@ -24,29 +20,14 @@ TIMEOUT = 120
 @pytest.fixture
 def hosts(tmp_path, no_leftover_workers):
     skip_unless_namespaces_work()
-    (tmp_path / "run").mkdir()
     h = Hosts(3, str(tmp_path)).up()
     yield h
     h.down()
 
 
 @pytest.fixture
-def load(tmp_path):
-    kernels = []
-
-    def load(**options):
-        executor = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0), **options)
-        kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
-        return executor
-    yield load
-    for kernel in kernels:
-        kernel.cleanup()
-
-
-def transactions(executor, word):
-    """Lines of Work Queue's transactions log that carry ``word`` (comments left out)."""
-    with open(f"{executor._log_dir}/transactions.log") as f:
-        return [line for line in f if f" {word} " in line and not line.startswith("#")]
+def load(load_without_workers):
+    return load_without_workers
 
 
 def test_workers_on_two_hosts_share_nothing_but_the_network(hosts, load, tmp_path):

@@ -4,35 +4,24 @@ import os
 import subprocess
 import time
 
-import parsl
 import pytest
-from parsl.config import Config
-from parsl.providers import LocalProvider
 
 import apps
-from conftest import wait_until
-from parsl_wq import WorkQueueExecutor
+from conftest import transactions, wait_until
 
 TIMEOUT = 60
 
 
 @pytest.fixture
-def start(tmp_path, no_leftover_workers):
+def start(load_without_workers, no_leftover_workers):
     """Load an executor without provider blocks, and start workers by hand."""
-    kernels, workers = [], []
-
-    def executor(**options):
-        ex = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0), **options)
-        kernels.append(parsl.load(Config(executors=[ex], run_dir=str(tmp_path / "run"), strategy="none")))
-        return ex
+    workers = []
 
     def worker(port, *options):
         workers.append(subprocess.Popen(["work_queue_worker", "--connect-timeout", "60", *options,
                                          "127.0.0.1", str(port)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    yield executor, worker
-    for kernel in kernels:
-        kernel.cleanup()
+    yield load_without_workers, worker
     for w in workers:
         w.kill()
         w.wait(timeout=10)
@@ -62,8 +51,7 @@ def test_a_worker_without_the_password_gets_no_task_and_delivers_nothing(start, 
         debug_log(ex)[-3000:]
     time.sleep(2)
     assert not future.done()
-    with open(os.path.join(ex._log_dir, "transactions.log")) as f:
-        assert not [line for line in f if " WORKER " in line and not line.startswith("#")]
+    assert not transactions(ex, "WORKER")
     worker(ex.worker_port, "--password", ex._password_file)
     assert future.result(timeout=TIMEOUT) == 4
 
