@@ -157,3 +157,14 @@ RESULT_EXPLANATIONS = {
 
 def explain_result(result_name: str) -> str:
     return RESULT_EXPLANATIONS.get(result_name, f"Work Queue reported result {result_name}")
+
+
+class PackError(ParslError):
+    """An app's environment cannot be packed; the message names the module or package and why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"pack=True: {self.reason}"

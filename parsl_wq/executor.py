@@ -18,6 +18,7 @@ One broken state: if the manager process exits unexpectedly, every pending
 future fails with the same ``ExecutorBroken`` and later ``submit`` calls raise it.
 """
 
+import functools
 import logging
 import math
 import os
@@ -44,12 +45,14 @@ from parsl.utils import RepresentationMixin
 from parsl_wq import security, serialize
 from parsl_wq.allocation import MODES
 from parsl_wq.engine import load_work_queue
-from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, ResourceExhausted,
+from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, PackError, ResourceExhausted,
                              TaskFailure, explain_result)
 from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.files import FilePlanner
 from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
 from parsl_wq.messages import FileTransfer, ManagerConfig, SubmitTask, TaskDone
+from parsl_wq.pack import PackedEnvironment, Packer
+from parsl_wq.pack.cache import default_cache_dir
 from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
 from parsl_wq.usage import UsageSummary, monitoring_record
 
@@ -57,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 WORK_QUEUE_DEFAULT_PORT = 9123
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
+UNPACKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unpack.sh")
+EXIT_UNPACK_FAILED = 3      # the task's exit code when its environment could not be unpacked
 DEFAULT_CATEGORY = "parsl-default"
 
 
@@ -122,9 +127,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     source : bool
         Accepted for compatibility: functions are always shipped serialized.
     pack : bool
-        Ship a packed Python environment with the tasks (not available yet).
+        Ship each app with a packed Python environment that holds the
+        interpreter and the packages the app imports, so workers need neither
+        (see docs/pack.md). Environments are built off the submit path, cached
+        in ``pack_cache_dir`` and unpacked once per worker.
     extra_pkgs : list of str, optional
-        Extra packages for ``pack``.
+        Distributions added to every packed environment, for imports that
+        the scan cannot see (a module name built at run time, for example).
+    pack_cache_dir : str, optional
+        Folder of packed environments. Default ``~/.cache/parsl_wq/envs``
+        (``$XDG_CACHE_HOME/parsl_wq/envs``).
     autolabel : bool
         Run every task under Work Queue's resource monitor: what it uses is
         measured (see ``parsl_wq.resource_usage``), its limits are enforced,
@@ -194,6 +206,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  source: bool = False,
                  pack: bool = False,
                  extra_pkgs: Optional[List[str]] = None,
+                 pack_cache_dir: Optional[str] = None,
                  autolabel: bool = False,
                  autolabel_window: int = 1,
                  autocategory: bool = True,
@@ -233,6 +246,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.source = source
         self.pack = pack
         self.extra_pkgs = extra_pkgs
+        self.pack_cache_dir = pack_cache_dir
         self.autolabel = autolabel
         self.autolabel_window = autolabel_window
         self.autocategory = autocategory
@@ -261,6 +275,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._written_functions: set = set()
         self._manager: Optional[ManagerProcess] = None
         self._factory: Optional[FactoryProcess] = None
+        self._packer: Optional[Packer] = None
         self._password_file: Optional[str] = None
         self._collector: Optional[threading.Thread] = None
         self._stopping = False
@@ -273,9 +288,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self.coprocess and not hasattr(wq, "RemoteTask"):
             raise ConfigurationError("coprocess", True, "this Work Queue build has no coprocess support "
                                      "(its Python module lacks RemoteTask); use coprocess=False")
-        if self.pack:
-            raise ConfigurationError("pack", True, "packing environments is not available in this version; "
-                                     "install the apps' packages on the workers and use pack=False")
+        if (self.extra_pkgs or self.pack_cache_dir) and not self.pack:
+            raise ConfigurationError("pack", False, "pack=True: extra_pkgs and pack_cache_dir only "
+                                     "apply to packed environments")
         if self.project_password_file is not None and not os.path.isfile(self.project_password_file):
             raise ConfigurationError("project_password_file", self.project_password_file,
                                      "the path of an existing password file")
@@ -322,6 +337,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             os.makedirs(folder, mode=0o700, exist_ok=True)
         self._files = FilePlanner(self.shared_fs, self.use_cache)
         self._python = shlex.quote(sys.executable)
+        if self.pack:
+            self._packer = Packer(self.pack_cache_dir or default_cache_dir(), self.extra_pkgs or ())
 
         self._password_file = self._choose_password_file()
         self._start_manager()
@@ -430,7 +447,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             task_id = self._next_id
             self._next_id += 1
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
-        function_name = self._write_function(func)
+        function_name, function_file = self._write_function(func)
         with open(self._task_path(task_id, "task"), "wb") as f:
             f.write(serialize.dumps((task_args, task_kwargs)))
 
@@ -444,14 +461,40 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._tasks[task_id] = future
             self._submitted[task_id] = record
             self._outstanding_slots += record.slots
-        message = self._submit_message(task_id, function_name, category, resources, staging)
+        message = functools.partial(self._submit_message, task_id, function_name, category, resources, staging)
+        if self._packer is None:
+            self._send(message(None))
+        else:       # sent when the environment is ready; submit() never waits for a build
+            self._packer.environment(serialize.unwrap(func), function_file, function_name).add_done_callback(
+                lambda built: self._send_packed(task_id, message, built))
+        return future
+
+    def _send(self, message: SubmitTask) -> None:
         try:
             self._manager.send(message)
         except OSError as e:
             self._break(f"the manager process cannot be reached ({e})")
-        return future
 
-    def _write_function(self, func: Callable) -> str:
+    def _send_packed(self, task_id: int, message: Callable, built: Future) -> None:
+        """Send a task whose environment ``built`` has finished, or fail it with the build's error."""
+        if self._stopping or built.cancelled():
+            return      # shutdown() fails the task
+        error = built.exception()
+        if error is None:
+            self._send(message(built.result()))
+            return
+        if not isinstance(error, PackError):
+            error = PackError(f"building the environment failed: {type(error).__name__}: {error}")
+        with self._lock:
+            future = self._tasks.pop(task_id, None)
+            record = self._submitted.pop(task_id, None)
+            if record is not None:
+                self._outstanding_slots -= record.slots
+        _remove(self._task_path(task_id, "task"))
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def _write_function(self, func: Callable) -> Tuple[str, bytes]:
         data = serialize.serialize_function(func)
         name = f"pwq_fn_{serialize.function_digest(data)}.pkl"
         if name not in self._written_functions:
@@ -461,7 +504,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 f.write(data)
             os.replace(temporary, path)
             self._written_functions.add(name)
-        return name
+        return name, data
 
     def _task_path(self, task_id: int, kind: str) -> str:
         return os.path.join(self._data_dir, f"{task_id}.{kind}")
@@ -479,15 +522,23 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             return self._learned_cores[category]
         return resources.slots(self.scaling_cores_per_worker)
 
-    def _submit_message(self, task_id, function_name, category, resources, staging) -> SubmitTask:
-        command = (f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; "
-                   f"exec \"$PY\" pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl")
-        command = staging.shell_steps() + command
-        if self.init_command:
-            command = f"{self.init_command}; {command}"
+    def _submit_message(self, task_id, function_name, category, resources, staging,
+                        environment: Optional[PackedEnvironment]) -> SubmitTask:
+        run = f"pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl"
         inputs = [FileTransfer(RUNNER, "pwq_runner.py", cache=True),
                   FileTransfer(os.path.join(self._function_cache_dir, function_name), function_name, cache=True),
                   FileTransfer(self._task_path(task_id, "task"), "pwq_task.pkl", cache=False)]
+        if environment is None:
+            command = f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; exec \"$PY\" {run}"
+        else:
+            tarball = f"pwq_env_{environment.name}.tar.gz"
+            inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
+                       FileTransfer(environment.tarball, tarball, cache=True)]
+            command = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || exit {EXIT_UNPACK_FAILED}; "
+                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; exec \"$ENV/bin/python\" {run}")
+        command = staging.shell_steps() + command
+        if self.init_command:
+            command = f"{self.init_command}; {command}"
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
         outputs = [FileTransfer(self._task_path(task_id, "result"), "pwq_result.pkl", cache=False)]
         outputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
@@ -615,6 +666,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self._collector is not None:
             self._collector.join(timeout=STOP_TIMEOUT)
         self._write_usage_summary()
+        if self._packer is not None:
+            self._packer.shutdown()
         self._cancel_blocks()
         if self._factory is not None:
             self._factory.stop()

@@ -13,7 +13,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -93,11 +93,13 @@ class Hosts:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
     def start_worker(self, host: int, port: int, password_file: Optional[str], options: str = "",
-                     restart: bool = False) -> subprocess.Popen:
+                     restart: bool = False, hide: Sequence[str] = ()) -> subprocess.Popen:
         """Start ``work_queue_worker`` on host ``host``; with ``restart``, again whenever it exits.
 
         The password is read before the tmpfs hides it and written to a copy
-        inside; it never appears on a command line.
+        inside; it never appears on a command line. Each folder in ``hide`` gets
+        an empty tmpfs over it (a node without that software); each file in it,
+        /dev/null instead (a node without that program).
         """
         worker = "work_queue_worker -s \"$D/work\" --connect-timeout 60"
         steps = ["set -e"]
@@ -109,6 +111,9 @@ class Hosts:
                   "mkdir \"$D/work\""]
         if password_file:
             steps.append("printf '%s\\n' \"$PW\" > \"$D/pw\"")
+        for path in hide:
+            kind = "-t tmpfs tmpfs" if os.path.isdir(path) else "--bind /dev/null"
+            steps.append(f"mount {kind} {shlex.quote(path)}")
         steps += [f"printf '127.0.0.1 localhost h{host}\\n' > \"$D/hosts\"",
                   "mount --bind \"$D/hosts\" /etc/hosts",
                   f"hostname h{host}"]

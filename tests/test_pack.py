@@ -1,0 +1,169 @@
+"""pack=True for real: workers whose Python lacks the apps' packages, or that have no Python at all.
+
+Workers run in network namespaces (hosts.py) with the submit side's
+interpreter and venv hidden under empty tmpfs mounts, so an app can only
+import what its packed environment brought.
+"""
+
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+from parsl import bash_app, python_app
+from parsl.data_provider.files import File
+
+import pack_apps
+from hosts import Hosts, skip_unless_namespaces_work
+from parsl_wq import serialize
+from parsl_wq.pack import Packer
+from parsl_wq.pack.elf import runpath
+
+TIMEOUT = 120
+SUBMIT_SIDE_PYTHON = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)})
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+sorted_in_env = python_app(pack_apps.sorted_in_env)
+unpacks = python_app(pack_apps.unpacks)
+python_on_path = bash_app(pack_apps.python_on_path)
+
+
+@pytest.fixture
+def hosts(tmp_path, no_leftover_workers):
+    skip_unless_namespaces_work()
+    h = Hosts(2, str(tmp_path)).up()
+    yield h
+    h.down()
+
+
+def system_python_lacks_sortedcontainers():
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip(f"the test needs a system Python at {SYSTEM_PYTHON}")
+    if subprocess.run([SYSTEM_PYTHON, "-c", "import sortedcontainers"], capture_output=True).returncode == 0:
+        pytest.skip(f"{SYSTEM_PYTHON} has sortedcontainers: it cannot stand for a worker that lacks it")
+
+
+def test_without_pack_the_workers_python_lacks_the_package(hosts, load_without_workers):
+    system_python_lacks_sortedcontainers()
+    executor = load_without_workers()
+    hosts.start_worker(1, executor.worker_port, executor._password_file, hide=SUBMIT_SIDE_PYTHON)
+    with pytest.raises(ModuleNotFoundError, match="sortedcontainers"):
+        sorted_in_env([3, 1, 2]).result(timeout=TIMEOUT)
+
+
+def test_with_pack_apps_run_on_workers_without_their_packages_or_without_python(hosts, load_without_workers,
+                                                                                tmp_path):
+    system_python_lacks_sortedcontainers()
+    executor = load_without_workers(pack=True, pack_cache_dir=str(tmp_path / "envs"))
+    # h1: a Python without the package; h2: no Python at all
+    hosts.start_worker(1, executor.worker_port, executor._password_file, "--cores 2", hide=SUBMIT_SIDE_PYTHON)
+    no_python = SUBMIT_SIDE_PYTHON + [os.path.realpath(SYSTEM_PYTHON)]
+    hosts.start_worker(2, executor.worker_port, executor._password_file, "--cores 2", hide=no_python)
+
+    values, prefix, module_file = sorted_in_env([3, 1, 2]).result(timeout=TIMEOUT)
+    assert values == [1, 2, 3]
+    assert module_file.startswith(prefix + os.sep) and "/pwq-envs/" in prefix
+
+    # Many tasks at once on two 2-core workers: each worker unpacks each environment once.
+    results = [f.result(timeout=TIMEOUT) for f in [unpacks() for _ in range(24)]]
+    lines = {line for _, log in results for line in log}
+    by_host = {}
+    for line in lines:
+        by_host.setdefault(line.split()[1], []).append(line)
+    assert sorted(by_host) == ["h1", "h2"], lines
+    assert all(len(entries) == 1 for entries in by_host.values()), by_host
+    assert executor._packer.builds == 1     # the two apps share a module, so one environment
+
+    out = tmp_path / "bash.out"
+    assert python_on_path(stdout=str(out)).result(timeout=TIMEOUT) == 0
+    assert "/pwq-envs/" in out.read_text()
+
+
+def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_without_workers, tmp_path):
+    executor = load_without_workers(pack=True, pack_cache_dir=str(tmp_path / "envs"), extra_pkgs=["no-such-dist"])
+    future = sorted_in_env([1])
+    with pytest.raises(Exception, match="no-such-dist"):
+        future.result(timeout=TIMEOUT)
+    assert executor.outstanding() == 0
+
+
+def test_the_unpacked_environment_runs_with_the_original_interpreter_hidden(tmp_path):
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -m is not available here")
+    packer = Packer(str(tmp_path / "envs"))
+    function = pack_apps.sorted_in_env
+    built = packer.prepare(function, serialize.serialize_function(function))
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    with tarfile.open(built.tarball) as tar:
+        tar.extractall(target)
+        python = tar.extractfile(tar.getmember(f"bin/python{sys.version_info[0]}.{sys.version_info[1]}")).read()
+    assert runpath(python) in (None, "$ORIGIN/../lib")
+    hide = "; ".join(f"mount -t tmpfs tmpfs {p}" for p in SUBMIT_SIDE_PYTHON)
+    check = ("import sys, sortedcontainers, ssl, sqlite3, pack_apps; "
+             "maps = open('/proc/self/maps').read(); "
+             "print(sys.prefix); print([l.split()[-1] for l in maps.splitlines() if 'libpython' in l][:1])")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f"{hide}; exec {target}/bin/python -c \"{check}\""],
+                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    prefix, libpython = done.stdout.splitlines()
+    assert prefix == str(target)
+    if libpython != "[]":       # a statically linked interpreter has no libpython to load
+        assert str(target) in libpython, f"the copy loaded another interpreter's library: {libpython}"
+
+
+def test_editing_an_editable_install_gives_a_new_build_and_no_edit_reuses_it(tmp_path, editable_package):
+    source = editable_package
+    cache = str(tmp_path / "envs")
+
+    def environment():
+        def uses_it():
+            import demo_editable
+            return demo_editable.VALUE
+        return Packer(cache).prepare(uses_it, serialize.serialize_function(uses_it))
+
+    first = environment()
+    assert environment() == first
+    with tarfile.open(first.tarball) as tar:
+        names = tar.getnames()
+    assert any(n.endswith("site-packages/demo_editable/__init__.py") for n in names)
+    assert any(n.endswith("site-packages/sortedcontainers/__init__.py") for n in names)  # its dependency
+    assert not any("__editable__" in n for n in names)
+
+    (source / "helpers.py").write_text("HELP = 1\n")    # a new, untracked file
+    second = environment()
+    assert second.name != first.name
+    (source / "__init__.py").write_text("VALUE = 2\n")
+    third = environment()
+    assert third.name not in (first.name, second.name)
+    assert environment() == third
+    assert sorted(os.listdir(cache)) == sorted(os.path.basename(e.tarball) for e in (first, second, third))
+
+
+@pytest.fixture
+def editable_package(tmp_path):
+    """A real editable install (pip install -e, offline) of demo-editable, visible to this process."""
+    import importlib
+    import site
+
+    project = tmp_path / "project"
+    package = project / "demo_editable"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "demo-editable"\nversion = "0.1"\ndependencies = ["sortedcontainers"]\n'
+        '[tool.setuptools]\npackages = ["demo_editable"]\n')
+    prefix = tmp_path / "prefix"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                           "--no-build-isolation", "-e", str(project), "--prefix", str(prefix)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    saved_path, saved_meta_path = list(sys.path), list(sys.meta_path)
+    site.addsitedir(next(str(p) for p in prefix.glob("lib/python*/site-packages")))
+    importlib.invalidate_caches()
+    yield package
+    sys.path[:], sys.meta_path[:] = saved_path, saved_meta_path
+    sys.modules.pop("demo_editable", None)
+    importlib.invalidate_caches()
