@@ -17,8 +17,10 @@ from parsl.data_provider.files import File
 import pack_apps
 from hosts import Hosts, skip_unless_namespaces_work
 from parsl_wq import serialize
-from parsl_wq.pack import Packer
+from parsl_wq.executor import UNPACKER
+from parsl_wq.pack import Packer, conda
 from parsl_wq.pack.elf import runpath
+from parsl_wq.pack.resolve import LocalSource, Requirements
 
 TIMEOUT = 120
 SUBMIT_SIDE_PYTHON = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)})
@@ -88,9 +90,20 @@ def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_withou
     assert executor.outstanding() == 0
 
 
-def test_the_unpacked_environment_runs_with_the_original_interpreter_hidden(tmp_path):
+def skip_unless_unshare_works():
     if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("unshare -m is not available here")
+
+
+def hidden(paths, command):
+    """``command`` (a shell line) run with an empty tmpfs over each of ``paths``."""
+    mounts = "; ".join(f"mount -t tmpfs tmpfs {p}" for p in paths)
+    return subprocess.run(["unshare", "-m", "sh", "-c", f"{mounts}; {command}"],
+                          capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_the_unpacked_environment_runs_with_the_original_interpreter_hidden(tmp_path):
+    skip_unless_unshare_works()
     packer = Packer(str(tmp_path / "envs"))
     function = pack_apps.sorted_in_env
     built = packer.prepare(function, serialize.serialize_function(function))
@@ -100,17 +113,51 @@ def test_the_unpacked_environment_runs_with_the_original_interpreter_hidden(tmp_
         tar.extractall(target)
         python = tar.extractfile(tar.getmember(f"bin/python{sys.version_info[0]}.{sys.version_info[1]}")).read()
     assert runpath(python) in (None, "$ORIGIN/../lib")
-    hide = "; ".join(f"mount -t tmpfs tmpfs {p}" for p in SUBMIT_SIDE_PYTHON)
     check = ("import sys, sortedcontainers, ssl, sqlite3, pack_apps; "
              "maps = open('/proc/self/maps').read(); "
              "print(sys.prefix); print([l.split()[-1] for l in maps.splitlines() if 'libpython' in l][:1])")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", f"{hide}; exec {target}/bin/python -c \"{check}\""],
-                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    done = hidden(SUBMIT_SIDE_PYTHON, f"exec {target}/bin/python -c \"{check}\"")
     assert done.returncode == 0, done.stderr
     prefix, libpython = done.stdout.splitlines()
     assert prefix == str(target)
     if libpython != "[]":       # a statically linked interpreter has no libpython to load
         assert str(target) in libpython, f"the copy loaded another interpreter's library: {libpython}"
+
+
+@pytest.fixture(scope="module")
+def conda_environment(tmp_path_factory):
+    """A conda environment with python, sortedcontainers and cloudpickle, built offline (tests/conda_env.py)."""
+    pytest.importorskip("rattler")
+    workdir = tmp_path_factory.mktemp("conda")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    done = subprocess.run([sys.executable, os.path.join(tests, "conda_env.py"), str(workdir),
+                           "sortedcontainers", "cloudpickle"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_conda_environment_is_packed_by_conda_pack_and_unpacked_once_elsewhere(conda_environment, tmp_path):
+    skip_unless_unshare_works()
+    tarball = str(tmp_path / "env.tar.gz")
+    local = LocalSource("pack_apps", pack_apps.__file__)
+    conda.pack(conda_environment, Requirements(("sortedcontainers",), (local,)), tarball)
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+    assert "bin/conda-unpack" in names                                  # conda-pack made it
+    assert any("site-packages/sortedcontainers/" in n for n in names)
+    assert "lib/python3.11/site-packages/pack_apps.py".replace("3.11", "%d.%d" % sys.version_info[:2]) in names
+    assert not any("cloudpickle" in n for n in names)                   # in the environment, not needed
+
+    # unpack.sh as a task runs it (in worker/t.1), twice; conda-unpack must run with the env's python
+    worker = tmp_path / "worker"
+    (worker / "t.1").mkdir(parents=True)
+    unpack = f"cd {worker}/t.1 && ENV=$(sh {UNPACKER} {tarball} demo) && ENV=$(sh {UNPACKER} {tarball} demo)"
+    check = "import sys, sortedcontainers, pack_apps; print(sys.prefix)"
+    done = hidden(SUBMIT_SIDE_PYTHON + [conda_environment],
+                  f"{unpack} && exec \"$ENV/bin/python\" -c \"{check}\"")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(worker / "pwq-envs" / "demo")
+    assert len((worker / "pwq-envs" / "demo" / ".pwq-unpacks").read_text().splitlines()) == 1
 
 
 def test_editing_an_editable_install_gives_a_new_build_and_no_edit_reuses_it(tmp_path, editable_package):
