@@ -1,0 +1,151 @@
+"""The pack module's pure logic: import scan, resolution, cache names, atomic builds, RUNPATH rewriting."""
+
+import functools
+import json
+import os
+import sys
+import threading
+
+import pytest
+
+from parsl_wq import WorkQueueExecutor, serialize
+from parsl_wq.errors import ConfigurationError, PackError
+from parsl_wq.pack import cache
+from parsl_wq.pack.elf import rewrite_runpath, runpath
+from parsl_wq.pack.resolve import Resolver, dependency_closure
+from parsl_wq.pack.scan import modules_in_function_file, modules_of_app
+
+
+def scan(function):
+    return modules_of_app(function, serialize.serialize_function(function))
+
+
+def test_scan_finds_imports_in_the_body_and_in_nested_functions():
+    def app():
+        import json as j
+        from email import message          # noqa: F401
+
+        def inner():
+            import csv
+            return csv
+        return j, inner
+    found = scan(app)
+    assert {"json", "email", "email.message", "csv"} <= found
+
+
+def test_scan_follows_globals_defaults_and_closures():
+    import xml.dom
+
+    def helper():
+        import zipfile
+        return zipfile
+    limit = functools.partial(max, 3)
+
+    def app(path=xml.dom):
+        return os.path.join(limit(1), helper())
+    found = scan(app)
+    assert "os" in found or "posixpath" in found
+    assert "xml.dom" in found
+    assert "functools" in found                # the partial's own type
+
+
+def test_scan_reads_the_modules_a_pickle_imports():
+    data = b"P" + serialize.dumps(json.dumps)
+    assert "json" in modules_in_function_file(data)
+
+
+def test_resolve_skips_the_standard_library_and_follows_requires_dist():
+    requirements = Resolver().resolve({"os", "json", "requests.adapters"})
+    assert "requests" in requirements.distributions
+    assert {"urllib3", "idna", "certifi", "charset-normalizer"} <= set(requirements.distributions)
+    assert "cloudpickle" in requirements.distributions      # the runner's fallback, always
+    assert not any(name in requirements.distributions for name in ("os", "json"))
+
+
+def test_dependency_closure_leaves_out_extras_nobody_asked_for():
+    # requests has extras (socks, use_chardet_on_py3) whose packages must not come along
+    assert "pysocks" not in dependency_closure(["requests"])
+
+
+def test_a_local_module_is_shipped_with_what_it_imports(tmp_path, monkeypatch):
+    (tmp_path / "mylocal.py").write_text("import sortedcontainers\nfrom . import nothing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    requirements = Resolver().resolve({"mylocal"})
+    assert [(s.module, s.path) for s in requirements.local] == [("mylocal", str(tmp_path / "mylocal.py"))]
+    assert "sortedcontainers" in requirements.distributions
+
+
+def test_a_module_that_is_nowhere_is_left_out_with_a_warning(caplog):
+    requirements = Resolver().resolve({"surely_not_installed_anywhere"})
+    assert requirements.local == ()
+    assert "surely_not_installed_anywhere" in caplog.text
+
+
+def test_extra_pkgs_accepts_distribution_or_module_names_and_names_a_bad_one():
+    resolver = Resolver()
+    assert "sortedcontainers" in resolver.resolve(set(), ["sortedcontainers"]).distributions
+    assert "pyzmq" in resolver.resolve(set(), ["zmq"]).distributions        # a module name
+    with pytest.raises(PackError, match="'no-such-dist'"):
+        resolver.resolve(set(), ["no-such-dist"])
+
+
+def test_the_environment_name_changes_with_a_local_source_and_only_then(tmp_path, monkeypatch):
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("A = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    resolver = Resolver()
+    first = cache.environment_key(resolver.resolve({"mypkg"}), "interpreter")
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    assert cache.environment_key(resolver.resolve({"mypkg"}), "interpreter") == first
+    (package / "data.txt").write_text("new")
+    assert cache.environment_key(resolver.resolve({"mypkg"}), "interpreter") != first
+
+
+def test_build_once_is_atomic_when_two_builders_race(tmp_path):
+    path = str(tmp_path / "env.tar.gz")
+    started = threading.Barrier(2)
+
+    def build(temporary):
+        started.wait(timeout=10)
+        with open(temporary, "w") as f:
+            f.write("whole")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.build_once(path, build))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert results == [True, True]      # both built; the rename makes either one the file
+    assert open(path).read() == "whole"
+    assert os.listdir(tmp_path) == ["env.tar.gz"]
+    assert cache.build_once(path, build) is False
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path):
+    def build(temporary):
+        open(temporary, "w").write("half")
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        cache.build_once(str(tmp_path / "env.tar.gz"), build)
+    assert os.listdir(tmp_path) == []
+
+
+def test_runpath_is_rewritten_in_place_and_never_grown():
+    executable = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    with open(executable, "rb") as f:
+        data = f.read()
+    old = runpath(data)
+    if old is None:
+        pytest.skip(f"{executable} has no RUNPATH")
+    patched = rewrite_runpath(data, lambda _: "$ORIGIN/../lib")
+    assert len(patched) == len(data) and runpath(patched) == "$ORIGIN/../lib"
+    with pytest.raises(ValueError, match="longer"):
+        rewrite_runpath(data, lambda value: value + "/more")
+    assert rewrite_runpath(b"#!/bin/sh\n" * 10, lambda _: "x") == b"#!/bin/sh\n" * 10
+
+
+def test_pack_options_without_pack_are_refused():
+    with pytest.raises(ConfigurationError, match="pack"):
+        WorkQueueExecutor(extra_pkgs=["numpy"])
