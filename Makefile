@@ -43,6 +43,7 @@ parsl-suite-shared-fs: setup
 bench: setup
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/resources.py
+	$(PY) benchmarks/pack.py
 
 clean:
 	rm -rf $(VENV) runinfo .pytest_cache

@@ -14,6 +14,10 @@ Data flow::
                                 TaskDone, loads the result
     6. future resolves  <--     file, deletes task files
 
+With ``pack=True``, step 1 asks the packer (``parsl_wq.pack``) for the app's
+environment; the SubmitTask is sent when it is built (at once when cached),
+and the worker runs the app with that environment's python (docs/pack.md).
+
 One broken state: if the manager process exits unexpectedly, every pending
 future fails with the same ``ExecutorBroken`` and later ``submit`` calls raise it.
 """
