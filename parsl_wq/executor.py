@@ -596,8 +596,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             with open(self._task_path(done.task_id, "result"), "rb") as f:
                 return serialize.load_outcome(f.read(), done.task_id)
         except FileNotFoundError:
-            return False, TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
-                                      done.exit_code, done.output)
+            explanation = explain_result(done.result_name)
+            if done.exit_code == EXIT_UNPACK_FAILED and self._packer is not None:
+                explanation = ("the packed environment could not be unpacked on the worker (unpack.sh needs "
+                               "sh, tar, gzip and flock, and room in the worker's folder); see the output")
+            return False, TaskFailure(done.task_id, done.result_name, explanation, done.exit_code, done.output)
 
     def _account(self, done: TaskDone, record: _Submitted, ok: bool) -> None:
         """Fold a task's usage into the summary, the learned cores and Parsl monitoring."""

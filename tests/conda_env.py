@@ -8,7 +8,9 @@
   py-rattler from a ``file://`` URL.
 
 Run it as a script (``python conda_env.py WORKDIR DIST...``, printing the prefix):
-py-rattler's threads can abort the interpreter that loaded it at exit.
+py-rattler's threads can abort the interpreter that loaded it at exit
+("PyGILState_Release: thread state must be current"), so the script leaves
+without finalizing.
 """
 
 import asyncio
@@ -130,4 +132,5 @@ def _write_json(path, value) -> None:
 
 
 if __name__ == "__main__":
-    print(build(sys.argv[1], sys.argv[2:]))
+    print(build(sys.argv[1], sys.argv[2:]), flush=True)
+    os._exit(0)     # skip interpreter finalization, where py-rattler's threads can abort the process

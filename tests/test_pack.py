@@ -17,6 +17,7 @@ from parsl.data_provider.files import File
 import pack_apps
 from hosts import Hosts, skip_unless_namespaces_work
 from parsl_wq import serialize
+from parsl_wq.errors import TaskFailure
 from parsl_wq.executor import UNPACKER
 from parsl_wq.pack import Packer, conda
 from parsl_wq.pack.elf import runpath
@@ -88,6 +89,23 @@ def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_withou
     with pytest.raises(Exception, match="no-such-dist"):
         future.result(timeout=TIMEOUT)
     assert executor.outstanding() == 0
+
+
+def test_an_environment_that_cannot_be_unpacked_fails_the_task_and_says_so(no_leftover_workers, tmp_path):
+    import parsl
+    from parsl.config import Config
+
+    from parsl_wq import WorkQueueExecutor
+
+    cache = tmp_path / "envs"
+    built = Packer(str(cache)).prepare(pack_apps.sorted_in_env, serialize.serialize_function(pack_apps.sorted_in_env))
+    with open(built.tarball, "r+b") as f:
+        f.truncate(1000)            # a damaged cache entry
+    executor = WorkQueueExecutor(port=0, pack=True, pack_cache_dir=str(cache))
+    with parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")):
+        with pytest.raises(TaskFailure, match="could not be unpacked") as failure:
+            sorted_in_env([2, 1]).result(timeout=TIMEOUT)
+    assert failure.value.exit_code == 3 and "gzip" in failure.value.output
 
 
 def skip_unless_unshare_works():
