@@ -110,8 +110,9 @@ def _package(channel, stage, name, version, files: Dict, depends, noarch, patch=
     _write_json(os.path.join(info, "index.json"), index)
     with open(os.path.join(info, "files"), "w") as f:
         f.write("\n".join(sorted(files)) + "\n")
-    _write_json(os.path.join(info, "paths.json"), {"paths_version": 1, "paths": [
-        {"_path": t, "path_type": "softlink" if isinstance(s, tuple) else "hardlink"} for t, s in sorted(files.items())]})
+    paths = [{"_path": target, "path_type": "softlink" if isinstance(source, tuple) else "hardlink"}
+             for target, source in sorted(files.items())]
+    _write_json(os.path.join(info, "paths.json"), {"paths_version": 1, "paths": paths})
     listing = [os.path.relpath(os.path.join(d, n), stage) for d, _, names in os.walk(stage) for n in names]
     out = os.path.join(channel, index["subdir"])
     os.makedirs(out, exist_ok=True)
