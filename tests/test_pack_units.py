@@ -149,3 +149,12 @@ def test_runpath_is_rewritten_in_place_and_never_grown():
 def test_pack_options_without_pack_are_refused():
     with pytest.raises(ConfigurationError, match="pack"):
         WorkQueueExecutor(extra_pkgs=["numpy"])
+
+
+def test_a_test_file_in_an_editable_projects_folder_does_not_bring_that_project():
+    resolver = Resolver()
+    if "parsl-wq" not in resolver._editables:
+        pytest.skip("parsl_wq is not installed editable here")
+    requirements = resolver.resolve({"pack_apps"})       # tests/pack_apps.py, inside this project's folder
+    assert [s.module for s in requirements.local] == ["pack_apps"]
+    assert "parsl-wq" not in requirements.distributions and "parsl" not in requirements.distributions

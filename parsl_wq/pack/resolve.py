@@ -90,7 +90,7 @@ class Resolver:
             if source is None:
                 continue
             local[top] = source
-            editable = self._editable_owner(source.path)
+            editable = self._editable_owner(top, source.path)
             if editable:
                 distributions.add(editable)
             todo.extend(sorted({m.split(".")[0] for m in _imports_of(source)} - done))
@@ -123,9 +123,16 @@ class Resolver:
                             "install it as a distribution")
         return LocalSource(name, os.path.abspath(path))
 
-    def _editable_owner(self, path: str) -> Optional[str]:
+    def _editable_owner(self, top: str, path: str) -> Optional[str]:
+        """The editable install that ``top`` belongs to: the one declaring it, else the one whose
+        source tree holds it, unless that one declares its modules (then ``top`` is merely a file
+        in its project folder, such as a test)."""
+        declared = set(self._by_module.get(top, [])) & self._editables
+        if declared:
+            return sorted(declared)[0]
+        declaring = {d for dists in self._by_module.values() for d in dists} & self._editables
         for root, distribution in self._editable_roots.items():
-            if path == root or path.startswith(root + os.sep):
+            if (path == root or path.startswith(root + os.sep)) and distribution not in declaring:
                 return distribution
         return None
 
