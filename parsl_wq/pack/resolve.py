@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import sysconfig
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -69,7 +70,7 @@ class Resolver:
                            for name, dists in metadata.packages_distributions().items()}
         self._editable_roots = _editable_roots()
         self._editables = set(self._editable_roots.values())
-        self._stdlib = set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
+        self._stdlib = getattr(sys, "stdlib_module_names", None)     # Python >= 3.10
 
     def resolve(self, modules: Iterable[str], extra_pkgs: Iterable[str] = ()) -> Requirements:
         distributions: Set[str] = {canonicalize_name(name) for name in ALWAYS}
@@ -98,11 +99,11 @@ class Resolver:
         return Requirements(tuple(sorted(closure)), tuple(local[name] for name in sorted(local)))
 
     def _is_stdlib(self, name: str) -> bool:
-        if name in self._stdlib:
+        if name in sys.builtin_module_names:
             return True
-        if self._stdlib:
-            return False
-        spec = _find_spec(name)     # Python < 3.10: no stdlib_module_names
+        if self._stdlib is not None:
+            return name in self._stdlib
+        spec = _find_spec(name)
         return spec is not None and _in_stdlib(spec.origin)
 
     def _local_source(self, name: str) -> Optional[LocalSource]:
@@ -221,7 +222,6 @@ def _find_spec(name: str):
 
 
 def _in_stdlib(origin: Optional[str]) -> bool:
-    import sysconfig
     if origin in ("built-in", "frozen"):
         return True
     if origin is None:
