@@ -46,7 +46,8 @@ def test_scan_follows_globals_defaults_and_closures():
     found = scan(app)
     assert "os" in found or "posixpath" in found
     assert "xml.dom" in found
-    assert "functools" in found                # the partial's own type
+    assert "zipfile" in found                  # imported by a helper that travels by value
+    assert "functools" in found                # the partial, as the pickle refers to it
 
 
 def test_scan_reads_the_modules_a_pickle_imports():
@@ -79,6 +80,15 @@ def test_a_module_that_is_nowhere_is_left_out_with_a_warning(caplog):
     requirements = Resolver().resolve({"surely_not_installed_anywhere"})
     assert requirements.local == ()
     assert "surely_not_installed_anywhere" in caplog.text
+
+
+def test_a_namespace_package_spread_over_folders_is_refused_by_name(tmp_path, monkeypatch):
+    for part in ("one", "two"):
+        (tmp_path / part / "splitpkg").mkdir(parents=True)
+        (tmp_path / part / "splitpkg" / f"{part}.py").write_text("")
+        monkeypatch.syspath_prepend(str(tmp_path / part))
+    with pytest.raises(PackError, match="'splitpkg' is a namespace package"):
+        Resolver().resolve({"splitpkg"})
 
 
 def test_extra_pkgs_accepts_distribution_or_module_names_and_names_a_bad_one():
@@ -144,6 +154,21 @@ def test_runpath_is_rewritten_in_place_and_never_grown():
     with pytest.raises(ValueError, match="longer"):
         rewrite_runpath(data, lambda value: value + "/more")
     assert rewrite_runpath(b"#!/bin/sh\n" * 10, lambda _: "x") == b"#!/bin/sh\n" * 10
+
+
+def test_scripts_of_distributions_find_python_on_path(tmp_path):
+    import io
+    import tarfile
+
+    from parsl_wq.pack.interpreter import _add
+    script = tmp_path / "tool"
+    script.write_text("#!/home/me/venv/bin/python3.11\nprint('hi')\n")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add(tar, str(script), "bin/tool", patch=False)
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer) as tar:
+        assert tar.extractfile("bin/tool").read() == b"#!/usr/bin/env python3\nprint('hi')\n"
 
 
 def test_pack_options_without_pack_are_refused():

@@ -5,7 +5,8 @@ Four sources, because each misses something the others see:
 - the app's bytecode (``IMPORT_NAME``), nested functions included;
 - its source (``import`` statements parsed with ``ast``), when the source is available;
 - the modules of the globals, defaults and closure values it references;
-  helpers defined in ``__main__`` travel by value, so their own code is scanned too;
+  helpers defined in ``__main__`` or inside a function travel by value, so their own
+  code is scanned too;
 - the function file itself: every module its pickle will import on the worker.
 """
 
@@ -82,13 +83,13 @@ class _Scanner:
             self.found.add(value.__name__)
         elif isinstance(value, (types.FunctionType, functools.partial, types.MethodType)):
             module = getattr(value, "__module__", None)
-            if module == "__main__" or isinstance(value, (functools.partial, types.MethodType)):
+            if _by_value(value) or isinstance(value, (functools.partial, types.MethodType)):
                 self.scan(value)            # shipped by value: its own imports matter
             elif module:
                 self.found.add(module)
         elif isinstance(value, type):
             self.found.add(value.__module__)
-            if value.__module__ == "__main__" and id(value) not in self.seen:
+            if _by_value(value) and id(value) not in self.seen:
                 self.seen.add(id(value))
                 for member in vars(value).values():
                     if isinstance(member, (types.FunctionType, staticmethod, classmethod)):
@@ -101,6 +102,12 @@ class _Scanner:
                 self.value(item)
         else:
             self.value(type(value))
+
+
+def _by_value(function: Any) -> bool:
+    """Whether cloudpickle ships ``function`` by value (its code travels), not by name."""
+    return (getattr(function, "__module__", None) == "__main__"
+            or "<locals>" in getattr(function, "__qualname__", ""))
 
 
 def _bytecode_imports(code: types.CodeType, package: str) -> Iterator[str]:
