@@ -16,7 +16,6 @@ conda-unpack step is needed.
 """
 
 import io
-import json
 import os
 import site
 import sys
@@ -27,7 +26,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from parsl_wq.errors import PackError
 from parsl_wq.pack.elf import rewrite_runpath
-from parsl_wq.pack.resolve import Requirements
+from parsl_wq.pack.resolve import Requirements, editable_root
 
 VERSION = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 LEFT_OUT_OF_STDLIB = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "site-packages", "dist-packages",
@@ -90,7 +89,7 @@ def distribution_files(names, site_dir: str) -> Iterator[Tuple[str, str]]:
             raise PackError(f"distribution {name!r} has no RECORD of its files, so they cannot be packed; "
                             "reinstall it with pip")
         root = os.path.realpath(str(distribution.locate_file("")))
-        editable = _is_editable(distribution)
+        editable = editable_root(distribution) is not None
         for file in distribution.files:
             source = os.path.realpath(str(file.locate()))
             relative = os.path.relpath(source, root)
@@ -102,14 +101,6 @@ def distribution_files(names, site_dir: str) -> Iterator[Tuple[str, str]]:
                 yield source, os.path.join(site_dir, relative)
             elif os.path.basename(os.path.dirname(source)) == "bin":
                 yield source, "bin/" + os.path.basename(source)
-
-
-def _is_editable(distribution) -> bool:
-    try:
-        return bool(json.loads(distribution.read_text("direct_url.json") or "{}")
-                    .get("dir_info", {}).get("editable"))
-    except ValueError:
-        return False
 
 
 def _shared_library() -> Optional[str]:

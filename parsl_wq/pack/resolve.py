@@ -70,6 +70,7 @@ class Resolver:
                            for name, dists in metadata.packages_distributions().items()}
         self._editable_roots = _editable_roots()
         self._editables = set(self._editable_roots.values())
+        self._declaring_editables = {d for dists in self._by_module.values() for d in dists} & self._editables
         self._stdlib = getattr(sys, "stdlib_module_names", None)     # Python >= 3.10
 
     def resolve(self, modules: Iterable[str], extra_pkgs: Iterable[str] = ()) -> Requirements:
@@ -131,9 +132,8 @@ class Resolver:
         declared = set(self._by_module.get(top, [])) & self._editables
         if declared:
             return sorted(declared)[0]
-        declaring = {d for dists in self._by_module.values() for d in dists} & self._editables
         for root, distribution in self._editable_roots.items():
-            if (path == root or path.startswith(root + os.sep)) and distribution not in declaring:
+            if (path == root or path.startswith(root + os.sep)) and distribution not in self._declaring_editables:
                 return distribution
         return None
 
@@ -184,20 +184,25 @@ def _applies(requirement: Requirement, extras: Set[str]) -> bool:
 
 
 def _editable_roots() -> Dict[str, str]:
-    """Source folders of editable installs (PEP 610 ``direct_url.json``) -> distribution name."""
+    """Source folders of editable installs -> distribution name."""
     roots = {}
     for distribution in metadata.distributions():
-        text = distribution.read_text("direct_url.json")
-        if not text:
-            continue
-        try:
-            info = json.loads(text)
-        except ValueError:
-            continue
-        url = info.get("url", "")
-        if info.get("dir_info", {}).get("editable") and url.startswith("file://"):
-            roots[os.path.abspath(url[len("file://"):])] = canonicalize_name(distribution.metadata["Name"])
+        root = editable_root(distribution)
+        if root is not None:
+            roots[root] = canonicalize_name(distribution.metadata["Name"])
     return roots
+
+
+def editable_root(distribution) -> Optional[str]:
+    """The source folder of an editable install (PEP 610 ``direct_url.json``), else None."""
+    try:
+        info = json.loads(distribution.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return None
+    url = info.get("url", "")
+    if info.get("dir_info", {}).get("editable") and url.startswith("file://"):
+        return os.path.abspath(url[len("file://"):])
+    return None
 
 
 def _imports_of(source: LocalSource) -> Set[str]:
