@@ -43,6 +43,16 @@ def no_leftover_workers():
         f"work_queue_worker processes left behind: {worker_processes()}"
 
 
+@pytest.fixture
+def hosts(tmp_path, no_leftover_workers):
+    """Three worker hosts h1..h3 (network namespaces, see hosts.py); skipped where they cannot be made."""
+    from hosts import Hosts, skip_unless_namespaces_work
+    skip_unless_namespaces_work()
+    h = Hosts(3, str(tmp_path)).up()
+    yield h
+    h.down()
+
+
 @pytest.fixture(scope="module")
 def dfk(tmp_path_factory):
     """A Parsl DataFlowKernel with one parsl_wq executor and one local worker."""

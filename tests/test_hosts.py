@@ -12,17 +12,8 @@ from parsl.data_provider.files import File
 
 import apps
 from conftest import transactions, wait_until
-from hosts import Hosts, skip_unless_namespaces_work
 
 TIMEOUT = 120
-
-
-@pytest.fixture
-def hosts(tmp_path, no_leftover_workers):
-    skip_unless_namespaces_work()
-    h = Hosts(3, str(tmp_path)).up()
-    yield h
-    h.down()
 
 
 @pytest.fixture

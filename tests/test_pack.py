@@ -15,7 +15,6 @@ from parsl import bash_app, python_app
 from parsl.data_provider.files import File
 
 import pack_apps
-from hosts import Hosts, skip_unless_namespaces_work
 from parsl_wq import serialize
 from parsl_wq.errors import TaskFailure
 from parsl_wq.executor import UNPACKER
@@ -30,14 +29,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 sorted_in_env = python_app(pack_apps.sorted_in_env)
 unpacks = python_app(pack_apps.unpacks)
 python_on_path = bash_app(pack_apps.python_on_path)
-
-
-@pytest.fixture
-def hosts(tmp_path, no_leftover_workers):
-    skip_unless_namespaces_work()
-    h = Hosts(2, str(tmp_path)).up()
-    yield h
-    h.down()
 
 
 def system_python_lacks_sortedcontainers():
