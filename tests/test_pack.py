@@ -12,7 +12,6 @@ import tarfile
 
 import pytest
 from parsl import bash_app, python_app
-from parsl.data_provider.files import File
 
 import pack_apps
 from parsl_wq import serialize
