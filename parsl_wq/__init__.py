@@ -17,6 +17,11 @@ _LAZY = {
     "TaskUsage": "parsl_wq.messages",
     "resource_usage": "parsl_wq.usage",
     "RemoteException": "parsl_wq.errors",
+    "AppBaseException": "parsl_wq.errors",
+    "AppCrashed": "parsl_wq.errors",
+    "InputMissing": "parsl_wq.errors",
+    "SerializationFailed": "parsl_wq.errors",
+    "ResultUnreadable": "parsl_wq.errors",
     "EngineNotFound": "parsl_wq.errors",
     "ConfigurationError": "parsl_wq.errors",
 }

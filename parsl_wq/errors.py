@@ -112,6 +112,72 @@ class ResourceExhausted(TaskFailure):
         self.usage = usage
 
 
+class AppCrashed(TaskFailure):
+    """The app's Python ended before writing its result: a signal, ``os._exit``, a crash in C code.
+
+    ``signal`` is the signal number that killed it, or None if it exited with
+    ``exit_code``.
+    """
+
+    def __init__(self, task_id: int, result: str, explanation: str, exit_code: Optional[int],
+                 output: str, signal: Optional[int]):
+        super().__init__(task_id, result, explanation, exit_code, output)
+        self.signal = signal
+
+
+class InputMissing(TaskFailure):
+    """An input file of the task could not be sent to the worker; ``paths`` are the missing ones."""
+
+    def __init__(self, task_id: int, paths: Iterable[str], explanation: str, output: str = ""):
+        super().__init__(task_id, "INPUT_MISSING", explanation, None, output)
+        self.paths = list(paths)
+
+
+class AppBaseException(ParslError):
+    """The app raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``, ...).
+
+    It ended only that app. It arrives wrapped, because Parsl and
+    ``concurrent.futures`` handle only ``Exception``s; the original is
+    ``.exception`` and ``__cause__``.
+    """
+
+    def __init__(self, exception: BaseException):
+        self.exception = exception
+        self.__cause__ = exception
+
+    def __str__(self) -> str:
+        what = f"{type(self.exception).__name__}({', '.join(map(repr, self.exception.args))})"
+        if isinstance(self.exception, SystemExit):
+            return (f"the app raised {what} (sys.exit() inside an app ends only that app, "
+                    "as a failure); the original exception is .exception")
+        return f"the app raised {what}, a BaseException that ended only that app; the original exception is .exception"
+
+
+class SerializationFailed(ParslError):
+    """An app's function or arguments could not be pickled on the submit side."""
+
+    def __init__(self, what: str, cause: BaseException):
+        self.what = what
+        self.cause = cause
+        self.__cause__ = cause
+
+    def __str__(self) -> str:
+        return f"{self.what} could not be pickled: {type(self.cause).__name__}: {self.cause}"
+
+
+class DeliveryFailed(ParslError):
+    """parsl_wq failed while delivering a finished task's outcome: a bug in parsl_wq."""
+
+    def __init__(self, task_id: int, cause: BaseException):
+        self.task_id = task_id
+        self.cause = cause
+        self.__cause__ = cause
+
+    def __str__(self) -> str:
+        return (f"the outcome of task {self.task_id} could not be delivered: {type(self.cause).__name__}: "
+                f"{self.cause}. This is a bug in parsl_wq; the executor's log has the traceback")
+
+
 class RemoteException(ParslError):
     """An app raised an exception that could not be sent back as its own type."""
 

@@ -49,12 +49,13 @@ from parsl.utils import RepresentationMixin
 from parsl_wq import security, serialize
 from parsl_wq.allocation import MODES
 from parsl_wq.engine import load_work_queue
-from parsl_wq.errors import (ConfigurationError, ExecutorBroken, ExecutorShutdown, PackError, ResourceExhausted,
-                             TaskFailure, explain_result)
+from parsl_wq.errors import (ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError,
+                             SerializationFailed)
 from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.files import FilePlanner
 from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
 from parsl_wq.messages import FileTransfer, ManagerConfig, SubmitTask, TaskDone
+from parsl_wq.outcomes import UNPACK_FAILED, task_outcome
 from parsl_wq.pack import PackedEnvironment, Packer
 from parsl_wq.pack.cache import default_cache_dir
 from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
@@ -66,6 +67,7 @@ WORK_QUEUE_DEFAULT_PORT = 9123
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
 UNPACKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unpack.sh")
 EXIT_UNPACK_FAILED = 3      # the task's exit code when its environment could not be unpacked
+NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
 DEFAULT_CATEGORY = "parsl-default"
 
 
@@ -76,6 +78,24 @@ class _Submitted:
     category: str
     declares_cores: bool
     monitoring_ids: Optional[Tuple[int, int]]     # Parsl's (task_id, try_id) when monitoring is on
+    inputs: Tuple[str, ...]                       # submit-side paths of the files sent with the task
+
+
+class TaskFuture(Future):
+    """The future of one task, whose done-callbacks cannot stop the delivery of results.
+
+    ``concurrent.futures`` guards callbacks only against ``Exception``: one that
+    raises ``SystemExit`` or ``KeyboardInterrupt`` would skip the callbacks
+    after it and end the collector thread, which runs them. Here each
+    callback's ``BaseException`` is logged, and the next callback runs.
+    """
+
+    def _invoke_callbacks(self) -> None:
+        for callback in self._done_callbacks:
+            try:
+                callback(self)
+            except BaseException:
+                logger.exception("a done-callback of task %s raised", getattr(self, "parsl_executor_task_id", "?"))
 
 
 class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
@@ -407,7 +427,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                     " ".join(self._factory.command))
 
     def _worker_command(self) -> str:
-        parts = [self.worker_executable]
+        # Work Queue points a task's TMPDIR at its sandbox; keep the node's for shared_fs apps.
+        parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', self.worker_executable]
         if self._password_file:
             parts += ["--password", shlex.quote(self._password_file)]
         if self.worker_options:
@@ -453,14 +474,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
         function_name, function_file = self._write_function(func)
         with open(self._task_path(task_id, "task"), "wb") as f:
-            f.write(serialize.dumps((task_args, task_kwargs)))
+            f.write(_pickle(f"the arguments of app {_name(func)}", (task_args, task_kwargs)))
 
-        future: Future = Future()
+        future = TaskFuture()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
         category = self._category(func, resources)
+        inputs = (RUNNER, os.path.join(self._function_cache_dir, function_name), self._task_path(task_id, "task"))
         record = _Submitted(slots=self._slots(category, resources), category=category,
                             declares_cores=resources.cores is not None,
-                            monitoring_ids=_monitoring_ids(kwargs))
+                            monitoring_ids=_monitoring_ids(kwargs),
+                            inputs=inputs + tuple(f.local for f in staging.inputs))
         with self._lock:
             self._tasks[task_id] = future
             self._submitted[task_id] = record
@@ -499,7 +522,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             future.set_exception(error)
 
     def _write_function(self, func: Callable) -> Tuple[str, bytes]:
-        data = serialize.serialize_function(func)
+        data = _pickle(f"the function of app {_name(func)}", func, serialize.serialize_function)
         name = f"pwq_fn_{serialize.function_digest(data)}.pkl"
         if name not in self._written_functions:
             path = os.path.join(self._function_cache_dir, name)
@@ -528,19 +551,24 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
 
     def _submit_message(self, task_id, function_name, category, resources, staging,
                         environment: Optional[PackedEnvironment]) -> SubmitTask:
-        run = f"pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl"
+        # Not exec: the shell outlives Python and exits with 128 + N when a signal N
+        # killed it, on every Work Queue version.
+        run = f"pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl; exit $?"
         inputs = [FileTransfer(RUNNER, "pwq_runner.py", cache=True),
                   FileTransfer(os.path.join(self._function_cache_dir, function_name), function_name, cache=True),
                   FileTransfer(self._task_path(task_id, "task"), "pwq_task.pkl", cache=False)]
         if environment is None:
-            command = f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; exec \"$PY\" {run}"
+            command = f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; \"$PY\" {run}"
         else:
             tarball = f"pwq_env_{environment.name}.tar.gz"
             inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
                        FileTransfer(environment.tarball, tarball, cache=True)]
-            command = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || exit {EXIT_UNPACK_FAILED}; "
-                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; exec \"$ENV/bin/python\" {run}")
+            command = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
+                       f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
+                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; \"$ENV/bin/python\" {run}")
         command = staging.shell_steps() + command
+        if self.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
+            command = f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; export TMPDIR; {command}"
         if self.init_command:
             command = f"{self.init_command}; {command}"
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
@@ -555,15 +583,25 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     # ---------------------------------------------------------------- results
 
     def _collect(self) -> None:
-        """Collector thread: deliver each TaskDone until the manager's channel closes."""
-        while True:
-            try:
-                messages = self._manager.receive()
-            except (EOFError, OSError, ValueError):
-                break
-            for message in messages:
-                if isinstance(message, TaskDone):
-                    self._deliver(message)
+        """Collector thread: deliver each TaskDone until the manager's channel closes.
+
+        A failure while delivering one task fails that task only; if the loop
+        itself cannot go on, the executor enters its broken state, so that no
+        future is left waiting.
+        """
+        try:
+            while True:
+                try:
+                    messages = self._manager.receive()
+                except (EOFError, OSError, ValueError):
+                    break
+                for message in messages:
+                    if isinstance(message, TaskDone):
+                        self._deliver(message)
+        except BaseException as e:
+            logger.exception("WorkQueueExecutor %s: the result collector failed", self.label)
+            self._break(f"the thread that collects results failed: {type(e).__name__}: {e}")
+            return
         if not self._stopping:
             self._break(f"the Work Queue manager process exited unexpectedly "
                         f"(exit code {self._manager.exit_code(timeout=5)}); "
@@ -575,7 +613,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             record = self._submitted.pop(done.task_id, None)
             if record is not None:
                 self._outstanding_slots -= record.slots
-        ok, value = self._outcome(done)
+        try:
+            self._resolve(done, future, record)
+        except BaseException as e:
+            logger.exception("WorkQueueExecutor %s: delivering task %d failed", self.label, done.task_id)
+            if future is not None and not future.done():
+                future.set_exception(DeliveryFailed(done.task_id, e))
+
+    def _resolve(self, done: TaskDone, future: Optional[Future], record: Optional[_Submitted]) -> None:
+        ok, value = task_outcome(done, self._task_path(done.task_id, "result"),
+                                 record.inputs if record is not None else ())
         for kind in ("task", "result"):
             _remove(self._task_path(done.task_id, kind))
         if done.usage is not None and record is not None:
@@ -587,20 +634,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             future.set_result(value)
         else:
             future.set_exception(value)
-
-    def _outcome(self, done: TaskDone) -> Tuple[bool, Any]:
-        """(True, value) or (False, exception) for a finished task."""
-        if done.result_name == "RESOURCE_EXHAUSTION" and done.usage is not None:
-            return False, ResourceExhausted(done.task_id, done.usage, done.exit_code, done.output)
-        try:
-            with open(self._task_path(done.task_id, "result"), "rb") as f:
-                return serialize.load_outcome(f.read(), done.task_id)
-        except FileNotFoundError:
-            explanation = explain_result(done.result_name)
-            if done.exit_code == EXIT_UNPACK_FAILED and self._packer is not None:
-                explanation = ("the packed environment could not be unpacked on the worker (unpack.sh needs "
-                               "sh, tar, gzip and flock, and room in the worker's folder); see the output")
-            return False, TaskFailure(done.task_id, done.result_name, explanation, done.exit_code, done.output)
 
     def _account(self, done: TaskDone, record: _Submitted, ok: bool) -> None:
         """Fold a task's usage into the summary, the learned cores and Parsl monitoring."""
@@ -705,6 +738,18 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                   if block not in self._status or self._status[block].state not in TERMINAL_STATES]
         if active:
             self.provider.cancel(active)
+
+
+def _pickle(what: str, obj: Any, dumps: Callable[[Any], bytes] = serialize.dumps) -> bytes:
+    """``dumps(obj)``; any failure, SystemExit from a ``__reduce__`` included, is a SerializationFailed."""
+    try:
+        return dumps(obj)
+    except BaseException as e:
+        raise SerializationFailed(what, e) from e
+
+
+def _name(func: Callable) -> str:
+    return getattr(serialize.unwrap(func), "__name__", repr(func))
 
 
 def _is_host_port(text: str) -> bool:

@@ -12,26 +12,37 @@ TASK_FILE      a pickle of ``(args, kwargs)``.
 RESULT_FILE    written by this runner: a pickle of ``{"ok": True, "value": v}``
                or ``{"ok": False, ...}`` describing the exception (see ``failure``).
 
+Whatever the app raises (any BaseException, SystemExit included) is written
+to RESULT_FILE, and so is a failure to load the function or its arguments, or
+to pickle the result. The runner exits with ``os._exit`` once the result is
+written, so threads the app left running cannot keep the task alive.
+
 Exit codes:
-  0  RESULT_FILE was written, with the app's value or with the exception it
-     raised (a failure to load the function or its arguments counts as one).
-  4  RESULT_FILE could not be written.
-  anything else: the interpreter itself died (a signal, out of memory, ...).
+  0  RESULT_FILE was written.
+  4  RESULT_FILE could not be written (the reason is on stderr).
+  anything else: the app's Python ended before writing RESULT_FILE
+  (``os._exit``, a signal, a crash in C code); the task command turns a
+  death by signal N into exit code 128 + N, as shells do.
 
 This file runs on every task, so it imports only what every task needs:
 no Parsl, and cloudpickle only when a payload or a result requires it.
 Python start-up is most of the cost of a short task.
 """
 
+import os
 import sys
 from _pickle import dumps, loads
 
 EXIT_OK = 0
 EXIT_CANNOT_WRITE_RESULT = 4
+TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
+TRACEBACK_TAIL = 30     # and from its end
+MAX_CAUSES = 8          # links of a __cause__ chain sent back
 
 
 def main(argv):
-    function_file, task_file, result_file = argv[1:4]
+    function_file, task_file = argv[1:3]
+    result_file = os.path.abspath(argv[3])      # the app may change the working directory
     try:
         function = load_function(function_file)
         args, kwargs = load_pickle(task_file)
@@ -42,6 +53,7 @@ def main(argv):
             outcome = {"ok": True, "value": function(*args, **kwargs)}
         except BaseException as e:
             outcome = failure(e)
+        del function, args, kwargs
     return write_result(result_file, outcome)
 
 
@@ -90,55 +102,119 @@ def make_cell(value):
     return (lambda: value).__closure__[0]
 
 
-def failure(exc, depth=0):
-    """Describe an exception so the submit side can re-raise it as its own type."""
-    import traceback
+def failure(exc):
+    """Describe an exception and its __cause__ chain so the submit side can re-raise it.
 
+    Describing must not fail: an exception whose ``str()`` raises, or whose
+    traceback is thousands of frames deep (a RecursionError), still arrives.
+    """
+    chain = []
+    while exc is not None and len(chain) <= MAX_CAUSES:
+        chain.append(describe(exc))
+        exc = exc.__cause__
+    for outer, inner in zip(chain, chain[1:]):
+        outer["cause"] = inner
+    return chain[0]
+
+
+def describe(exc):
+    frames = kept_frames(exc.__traceback__)
     return {
         "ok": False,
-        "exception": exc,
-        "type_name": type(exc).__module__ + "." + type(exc).__qualname__,
-        "message": str(exc),
-        "traceback": traceback_dict(exc.__traceback__),
-        "traceback_text": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        "cause": failure(exc.__cause__, depth + 1) if exc.__cause__ is not None and depth < 8 else None,
+        "exception": pickled_exception(exc),
+        "type_name": "%s.%s" % (type(exc).__module__, type(exc).__qualname__),
+        "message": safe_str(exc),
+        "traceback": traceback_dict(frames),
+        "traceback_text": traceback_text(exc, frames),
+        "frames_omitted": sum(f for f in frames if isinstance(f, int)),
+        "cause": None,
     }
 
 
-def traceback_dict(tb):
-    """The traceback in tblib's dict form, built without importing tblib."""
-    if tb is None:
+def safe_str(exc):
+    try:
+        return str(exc)
+    except BaseException as e:
+        return "<str() of the exception raised %s>" % type(e).__name__
+
+
+def pickled_exception(exc):
+    """The exception pickled on its own, so a result that cannot rebuild it still carries the rest."""
+    try:
+        return dumps(exc, protocol=5)
+    except BaseException:
+        pass
+    try:
+        import cloudpickle
+        return cloudpickle.dumps(exc, protocol=5)
+    except BaseException:
         return None
-    code = tb.tb_frame.f_code
-    return {
-        "tb_frame": {
-            "f_globals": {"__name__": tb.tb_frame.f_globals.get("__name__"),
-                          "__file__": tb.tb_frame.f_globals.get("__file__")},
-            "f_locals": {},
-            "f_code": {"co_filename": code.co_filename, "co_name": code.co_name},
-            "f_lineno": tb.tb_frame.f_lineno,
-        },
-        "tb_lineno": tb.tb_lineno,
-        "tb_next": traceback_dict(tb.tb_next),
-    }
+
+
+def kept_frames(tb):
+    """The traceback's entries, without the middle of a very deep one."""
+    frames = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    if len(frames) > TRACEBACK_HEAD + TRACEBACK_TAIL:
+        omitted = len(frames) - TRACEBACK_HEAD - TRACEBACK_TAIL
+        frames = frames[:TRACEBACK_HEAD] + [omitted] + frames[-TRACEBACK_TAIL:]
+    return frames
+
+
+def traceback_dict(frames):
+    """The kept frames in tblib's dict form, built without importing tblib."""
+    node = None
+    for tb in reversed(frames):
+        if isinstance(tb, int):
+            continue
+        code = tb.tb_frame.f_code
+        node = {
+            "tb_frame": {
+                "f_globals": {"__name__": tb.tb_frame.f_globals.get("__name__"),
+                              "__file__": tb.tb_frame.f_globals.get("__file__")},
+                "f_locals": {},
+                "f_code": {"co_filename": code.co_filename, "co_name": code.co_name},
+                "f_lineno": tb.tb_frame.f_lineno,
+            },
+            "tb_lineno": tb.tb_lineno,
+            "tb_next": node,
+        }
+    return node
+
+
+def traceback_text(exc, frames):
+    import traceback
+
+    lines = ["Traceback (most recent call last):\n"]
+    for tb in frames:
+        if isinstance(tb, int):
+            lines.append("  ... %d frames omitted ...\n" % tb)
+        else:
+            lines += traceback.format_list(traceback.extract_tb(tb, limit=1))
+    try:
+        lines += traceback.format_exception_only(type(exc), exc)
+    except BaseException:
+        lines.append("%s: %s\n" % (type(exc).__qualname__, safe_str(exc)))
+    return "".join(lines)
 
 
 def serialize_outcome(outcome):
     """Pickle the outcome: plain pickle, else cloudpickle, else a description of what failed."""
     try:
         return dumps(outcome, protocol=5)
-    except Exception:
+    except BaseException:
         pass
     try:
         import cloudpickle
         return cloudpickle.dumps(outcome, protocol=5)
-    except Exception as e:
+    except BaseException as e:
         if outcome["ok"]:
-            problem = TypeError("the app's return value of type %s could not be pickled: %r"
-                                % (type(outcome["value"]).__qualname__, e))
+            problem = TypeError("the app's return value of type %s could not be pickled: %s: %s"
+                                % (type(outcome["value"]).__qualname__, type(e).__qualname__, safe_str(e)))
             return serialize_outcome(failure(problem))
-        outcome = dict(outcome, exception=None, cause=None)
-        return dumps(outcome, protocol=5)
+        return dumps({key: outcome[key] for key in ("ok", "type_name", "message", "traceback_text")}, protocol=5)
 
 
 def write_result(path, outcome):
@@ -152,5 +228,15 @@ def write_result(path, outcome):
     return EXIT_OK
 
 
+def finish(code):
+    """Exit at once: non-daemon threads or atexit handlers of the app cannot hold the task."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    finish(main(sys.argv))

@@ -26,7 +26,7 @@ import cloudpickle
 import tblib
 from parsl.app.errors import wrap_error
 
-from parsl_wq.errors import RemoteException, ResultUnreadable
+from parsl_wq.errors import AppBaseException, RemoteException, ResultUnreadable
 
 _WRAP_ERROR_CODE = wrap_error(len).__code__
 
@@ -140,26 +140,58 @@ def _global_names(code: types.CodeType):
 
 
 def load_outcome(data: bytes, task_id: int) -> Tuple[bool, Any]:
-    """Read a runner's result: ``(True, value)`` or ``(False, exception to raise)``."""
+    """Read a runner's result: ``(True, value)`` or ``(False, exception to raise)``.
+
+    The exception is always an ``Exception``: an app's ``SystemExit``,
+    ``KeyboardInterrupt`` or other ``BaseException`` arrives wrapped in
+    ``AppBaseException``, which Parsl and ``concurrent.futures`` handle.
+    """
     try:
         outcome = pickle.loads(data)
-    except Exception as e:
+    except BaseException as e:      # unpickling runs the result's own code, which may raise anything
         return False, ResultUnreadable(task_id, e)
     if outcome["ok"]:
         return True, outcome["value"]
-    return False, rebuild_exception(outcome)
+    exc = rebuild_exception(outcome)
+    if not isinstance(exc, Exception):
+        exc = AppBaseException(exc)
+    return False, exc
 
 
 def rebuild_exception(failure: Dict[str, Any]) -> BaseException:
-    """The app's exception as its own type, with the remote traceback and cause chain attached."""
-    exc = failure["exception"]
-    if not isinstance(exc, BaseException):
+    """The app's exception as its own type, with the remote traceback and cause chain attached.
+
+    An exception that cannot be loaded here (its class is missing on the
+    submit side, or it does not unpickle) becomes a ``RemoteException`` that
+    carries its type name, message and traceback text.
+    """
+    exc = _load_exception(failure.get("exception"))
+    if exc is None:
         exc = RemoteException(failure["type_name"], failure["message"], failure["traceback_text"])
-    if failure["traceback"] is not None:
+    elif failure.get("traceback") is not None:
         try:
             exc = exc.with_traceback(tblib.Traceback.from_dict(failure["traceback"]).as_traceback())
         except Exception:
-            exc.add_note("Remote traceback:\n" + failure["traceback_text"])
-    if failure["cause"] is not None:
+            _add_note(exc, "Remote traceback:\n" + failure["traceback_text"])
+    if failure.get("frames_omitted"):
+        _add_note(exc, f"{failure['frames_omitted']} frames in the middle of the remote traceback were left out")
+    if failure.get("cause") is not None:
         exc.__cause__ = rebuild_exception(failure["cause"])
     return exc
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:       # before Python 3.11: kept, not shown
+        exc.__notes__ = getattr(exc, "__notes__", []) + [note]
+
+
+def _load_exception(data: Optional[bytes]) -> Optional[BaseException]:
+    if data is None:
+        return None
+    try:
+        exc = pickle.loads(data)
+    except BaseException:
+        return None
+    return exc if isinstance(exc, BaseException) else None

@@ -265,7 +265,9 @@ def test_runner_writes_value(tmp_path):
 
 def test_runner_writes_exception(tmp_path):
     code, outcome = run_runner(tmp_path, serialize.serialize_function(int), ("x",))
-    assert code == runner.EXIT_OK and not outcome["ok"] and isinstance(outcome["exception"], ValueError)
+    assert code == runner.EXIT_OK and not outcome["ok"]
+    ok, exc = serialize.load_outcome(pickle.dumps(outcome), task_id=1)
+    assert isinstance(exc, ValueError) and "invalid literal" in str(exc)
 
 
 def test_runner_reports_unloadable_function_as_exception(tmp_path):

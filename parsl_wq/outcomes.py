@@ -1,0 +1,107 @@
+"""What a finished task's future gets: the app's value, or an exception that says what happened.
+
+Submit side. The facts come from the runner's result file when there is one,
+and otherwise from Work Queue: its result name, the task's exit code (the
+task command turns a death by signal N into 128 + N, as shells do) and the
+end of the task's output.
+"""
+
+import os
+import signal
+from typing import Any, Optional, Sequence, Tuple
+
+from parsl_wq import serialize
+from parsl_wq.errors import AppCrashed, InputMissing, ResourceExhausted, TaskFailure, explain_result
+from parsl_wq.messages import TaskDone
+
+# Printed by the task command when a packed environment cannot be unpacked.
+UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"
+# Printed by the runner when it cannot write its result file.
+CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"
+
+SIGNAL_HINTS = {
+    signal.SIGKILL: "out of memory, a time limit, or a kill",
+    signal.SIGSEGV: "a crash in C code (an extension module, ctypes) or a C stack overflow",
+    signal.SIGBUS: "a crash in C code (an extension module, ctypes), or a memory-mapped file that went away",
+    signal.SIGABRT: "abort() in C code, for example a failed assertion in a C library",
+    signal.SIGFPE: "an arithmetic fault in C code",
+    signal.SIGILL: "an illegal instruction: C code built for another CPU",
+    signal.SIGTERM: "asked to stop, by the worker, the batch system or a kill",
+    signal.SIGXCPU: "a CPU time limit",
+}
+# Work Queue's results for which the task itself ran to its end; the others say what Work Queue did.
+RAN_TO_END = ("SUCCESS", "OUTPUT_MISSING", "SIGNAL")
+
+
+def task_outcome(done: TaskDone, result_path: str, inputs: Sequence[str]) -> Tuple[bool, Any]:
+    """``(True, value)`` or ``(False, exception)`` for a finished task.
+
+    ``inputs`` are the submit-side paths of every file sent with the task.
+    """
+    if done.result_name == "RESOURCE_EXHAUSTION" and done.usage is not None:
+        return False, ResourceExhausted(done.task_id, done.usage, done.exit_code, done.output)
+    try:
+        with open(result_path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return False, failure_without_result(done, inputs)
+    return serialize.load_outcome(data, done.task_id)
+
+
+def failure_without_result(done: TaskDone, inputs: Sequence[str]) -> TaskFailure:
+    """The exception for a task that brought no result file back."""
+    if done.result_name == "INPUT_MISSING":
+        return input_missing(done, inputs)
+    if UNPACK_FAILED in done.output:
+        return TaskFailure(done.task_id, done.result_name,
+                           "the packed environment could not be unpacked on the worker (unpack.sh needs "
+                           "sh, tar, gzip and flock, and room in the worker's folder); see the output",
+                           done.exit_code, done.output)
+    if done.result_name in RAN_TO_END and done.exit_code is not None and done.exit_code >= 0:
+        return crash(done)
+    return TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
+                       done.exit_code, done.output)
+
+
+def crash(done: TaskDone) -> TaskFailure:
+    """The app's Python ended without a result: say how, from its exit code."""
+    code = done.exit_code
+    killer = signal_of(code)
+    if killer is not None:
+        name = signal.Signals(killer).name
+        hint = SIGNAL_HINTS.get(killer)
+        explanation = f"the app's Python was killed by signal {killer} ({name})" + (f": {hint}" if hint else "")
+    elif CANNOT_WRITE_RESULT in done.output:
+        explanation = "the runner could not write its result file (see the output)"
+    elif code == 127:
+        explanation = "the worker could not start the app's Python: command not found (see the output)"
+    elif code == 0:
+        explanation = "the runner exited without writing its result file"
+    else:
+        explanation = (f"the app's Python exited with code {code} before writing its result "
+                       "(os._exit, or a crash in C code)")
+    return AppCrashed(done.task_id, done.result_name, explanation, code, done.output, killer)
+
+
+def signal_of(exit_code: int) -> Optional[int]:
+    """The signal number behind a shell's exit code 128 + N, if N is a signal."""
+    number = exit_code - 128
+    if number <= 0:
+        return None
+    try:
+        signal.Signals(number)
+    except ValueError:
+        return None
+    return number
+
+
+def input_missing(done: TaskDone, inputs: Sequence[str]) -> InputMissing:
+    missing = [path for path in inputs if not os.access(path, os.R_OK)]
+    if missing:
+        explanation = ("input file " + ", ".join(missing) + (" does" if len(missing) == 1 else " do")
+                       + " not exist or cannot be read on the submit side")
+    else:
+        explanation = ("an input file could not be sent to the worker, though each one exists now "
+                       "(was one written after the task was sent, or is the worker's disk full?): "
+                       + ", ".join(inputs))
+    return InputMissing(done.task_id, missing, explanation, done.output)

@@ -1,0 +1,170 @@
+"""Unit tests: how failures are described on the worker and explained on the submit side."""
+
+import pickle
+import threading
+
+import pytest
+
+from parsl_wq import errors, outcomes, runner, serialize
+from parsl_wq.executor import TaskFuture
+from parsl_wq.messages import TaskDone
+
+
+def described(exc_factory):
+    try:
+        exc_factory()
+    except BaseException as e:
+        return runner.failure(e)
+    raise AssertionError("did not raise")
+
+
+def reloaded(failure):
+    """What the submit side makes of a runner's failure description, after a real pickle round trip."""
+    data = runner.serialize_outcome(failure)
+    ok, exc = serialize.load_outcome(data, task_id=1)
+    assert not ok
+    return exc
+
+
+def test_deep_recursion_arrives_as_itself_with_a_shortened_traceback():
+    def recurse(n):
+        return recurse(n + 1)
+    exc = reloaded(described(lambda: recurse(0)))
+    assert isinstance(exc, RecursionError)
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    assert len(frames) == runner.TRACEBACK_HEAD + runner.TRACEBACK_TAIL
+    assert any("frames in the middle of the remote traceback were left out" in n for n in exc.__notes__)
+
+
+def test_a_short_traceback_is_kept_whole():
+    def inner():
+        raise KeyError("k")
+    failure = described(inner)
+    assert failure["frames_omitted"] == 0 and "inner" in failure["traceback_text"]
+
+
+@pytest.mark.parametrize("exc, shown", [
+    (SystemExit(7), "SystemExit(7)"),
+    (KeyboardInterrupt(), "KeyboardInterrupt()"),
+    (GeneratorExit(), "GeneratorExit()"),
+])
+def test_base_exceptions_arrive_wrapped_in_an_exception(exc, shown):
+    def raise_it():
+        raise exc
+    wrapped = reloaded(described(raise_it))
+    assert isinstance(wrapped, errors.AppBaseException) and isinstance(wrapped, Exception)
+    assert type(wrapped.exception) is type(exc) and wrapped.__cause__ is wrapped.exception
+    assert shown in str(wrapped)
+
+
+def test_an_exception_whose_str_raises_is_still_described():
+    class Nasty(Exception):
+        def __str__(self):
+            raise SystemExit("no")
+    failure = described(lambda: (_ for _ in ()).throw(Nasty()))
+    assert "str() of the exception raised SystemExit" in failure["message"]
+
+
+class NeedsTwoArguments(Exception):
+    """A classic: pickles, but its unpickling calls NeedsTwoArguments(a) and fails."""
+
+    def __init__(self, a, b):
+        super().__init__(a)
+
+
+def test_an_exception_that_cannot_be_rebuilt_becomes_remote_exception_with_its_text():
+    def raise_it():
+        raise NeedsTwoArguments("first", "second")
+    exc = reloaded(described(raise_it))
+    assert isinstance(exc, errors.RemoteException)
+    assert "NeedsTwoArguments: first" in str(exc) and "raise_it" in str(exc)
+
+
+def raise_system_exit_on_load():
+    raise SystemExit(3)
+
+
+class ExitsWhenLoaded:
+    def __reduce__(self):
+        return raise_system_exit_on_load, ()
+
+
+def test_a_result_whose_loading_raises_system_exit_is_unreadable_not_fatal():
+    ok, exc = serialize.load_outcome(pickle.dumps({"ok": True, "value": ExitsWhenLoaded()}), task_id=4)
+    assert not ok and isinstance(exc, errors.ResultUnreadable) and "SystemExit(3)" in str(exc)
+
+
+def test_an_unpicklable_exception_is_sent_as_its_description():
+    class Local(Exception):   # a local class: neither pickle nor cloudpickle-by-reference can load it here
+        pass
+    failure = described(lambda: (_ for _ in ()).throw(Local("x", threading.Lock())))
+    assert failure["exception"] is None
+    exc = reloaded(failure)
+    assert isinstance(exc, errors.RemoteException) and exc.type_name.endswith(".Local") and "'x'" in exc.message
+
+
+def done(result_name="OUTPUT_MISSING", exit_code=0, output=""):
+    return TaskDone(task_id=5, result=0, result_name=result_name, exit_code=exit_code, output=output)
+
+
+@pytest.mark.parametrize("code, signal, words", [
+    (139, 11, "killed by signal 11 (SIGSEGV)"),
+    (137, 9, "killed by signal 9 (SIGKILL): out of memory, a time limit, or a kill"),
+    (134, 6, "signal 6 (SIGABRT)"),
+    (3, None, "exited with code 3 before writing its result (os._exit, or a crash in C code)"),
+    (127, None, "command not found"),
+    (0, None, "exited without writing its result file"),
+])
+def test_a_task_without_result_says_how_its_python_ended(code, signal, words):
+    exc = outcomes.failure_without_result(done(exit_code=code, output="last words"), ())
+    assert isinstance(exc, errors.AppCrashed) and exc.signal == signal
+    assert words in str(exc) and "last words" in str(exc) and exc.exit_code == code
+
+
+def test_a_runner_that_cannot_write_its_result_says_so():
+    exc = outcomes.failure_without_result(done(exit_code=4, output=f"{outcomes.CANNOT_WRITE_RESULT} x: full"), ())
+    assert "could not write its result file" in str(exc)
+
+
+def test_work_queue_results_other_than_a_finished_run_keep_their_meaning():
+    exc = outcomes.failure_without_result(done("TASK_MAX_RUN_TIME", exit_code=137), ())
+    assert not isinstance(exc, errors.AppCrashed) and "maximum running time" in str(exc)
+
+
+def test_a_missing_input_is_named_with_its_submit_side_path(tmp_path):
+    present = tmp_path / "here.txt"
+    present.write_text("x")
+    absent = str(tmp_path / "data" / "absent.txt")
+    exc = outcomes.failure_without_result(done("INPUT_MISSING", exit_code=-1), [str(present), absent])
+    assert isinstance(exc, errors.InputMissing) and exc.paths == [absent]
+    assert absent in str(exc) and str(present) not in str(exc)
+
+
+def test_an_unpack_failure_is_named_whatever_the_exit_code():
+    exc = outcomes.failure_without_result(done(exit_code=3, output=outcomes.UNPACK_FAILED + "\n"), ())
+    assert "could not be unpacked" in str(exc)
+
+
+@pytest.mark.parametrize("raised", [SystemExit(1), KeyboardInterrupt(), ValueError("v")])
+def test_a_raising_done_callback_neither_escapes_nor_skips_the_next(raised):
+    future = TaskFuture()
+    seen = []
+
+    def bad(f):
+        raise raised
+    future.add_done_callback(bad)
+    future.add_done_callback(lambda f: seen.append(f.result()))
+    future.set_result(42)
+    assert seen == [42]
+
+
+def test_submit_side_pickling_failure_names_the_app_and_never_raises_a_base_exception():
+    from parsl_wq.executor import _pickle
+
+    class ExitsWhenPickled:
+        def __reduce__(self):
+            raise SystemExit("from __reduce__")
+    with pytest.raises(errors.SerializationFailed, match="the arguments of app f could not be pickled: SystemExit"):
+        _pickle("the arguments of app f", ExitsWhenPickled())
+
