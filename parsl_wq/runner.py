@@ -139,14 +139,28 @@ def safe_str(exc):
 
 
 def pickled_exception(exc):
-    """The exception pickled on its own, so a result that cannot rebuild it still carries the rest."""
+    """The exception alone (class, arguments, attributes), pickled on its own.
+
+    The empty dispatch table skips reducers registered with copyreg, such as
+    tblib's (Parsl installs them): those would pickle the whole traceback, which
+    fails for a deep one, and lose attributes like ``SystemExit.code``. On its
+    own, an exception that cannot be rebuilt on the submit side leaves the rest
+    of the description readable.
+    """
+    import io
+    from _pickle import Pickler
+
     try:
-        return dumps(exc, protocol=5)
+        buffer = io.BytesIO()
+        pickler = Pickler(buffer, protocol=5)
+        pickler.dispatch_table = {}
+        pickler.dump(exc)
+        return buffer.getvalue()
     except BaseException:
         pass
     try:
         import cloudpickle
-        return cloudpickle.dumps(exc, protocol=5)
+        return cloudpickle.dumps(exc.with_traceback(None), protocol=5)
     except BaseException:
         return None
 
