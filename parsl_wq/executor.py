@@ -568,7 +568,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                        f"PATH=\"$ENV/bin:$PATH\"; export PATH; \"$ENV/bin/python\" {run}")
         command = staging.shell_steps() + command
         if self.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
-            command = f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; export TMPDIR; {command}"
+            command = (f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; TMP=\"$TMPDIR\"; TEMP=\"$TMPDIR\"; "
+                       f"export TMPDIR TMP TEMP; {command}")
         if self.init_command:
             command = f"{self.init_command}; {command}"
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]

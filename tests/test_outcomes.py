@@ -168,3 +168,42 @@ def test_submit_side_pickling_failure_names_the_app_and_never_raises_a_base_exce
     with pytest.raises(errors.SerializationFailed, match="the arguments of app f could not be pickled: SystemExit"):
         _pickle("the arguments of app f", ExitsWhenPickled())
 
+
+
+class _ChannelThatFails:
+    """Stands in for the manager process: its channel raises what no real channel should."""
+
+    def receive(self):
+        raise RuntimeError("a bug in reading the channel")
+
+
+def test_a_collector_that_cannot_go_on_breaks_the_executor_and_fails_every_pending_future():
+    from parsl_wq import ExecutorBroken, WorkQueueExecutor
+    executor = WorkQueueExecutor(port=0)
+    executor._manager = _ChannelThatFails()
+    pending = [TaskFuture() for _ in range(3)]
+    executor._tasks.update(enumerate(pending))
+    executor._collect()
+    for future in pending:
+        exc = future.exception(timeout=0)
+        assert isinstance(exc, ExecutorBroken) and "RuntimeError: a bug in reading the channel" in str(exc)
+    assert executor.bad_state_is_set
+
+
+def test_a_failure_while_resolving_one_task_fails_that_task_only(tmp_path):
+    from parsl_wq import WorkQueueExecutor
+    executor = WorkQueueExecutor(port=0)
+    executor._data_dir = str(tmp_path)
+    first, second = TaskFuture(), TaskFuture()
+    executor._tasks.update({1: first, 2: second})
+    (tmp_path / "2.result").write_bytes(pickle.dumps({"ok": True, "value": "two"}))
+
+    def resolve_badly(done, future, record):    # a bug of ours, for task 1 only
+        if done.task_id == 1:
+            raise KeyError("bug")
+        return original(done, future, record)
+    original, executor._resolve = executor._resolve, resolve_badly
+    for task_id in (1, 2):
+        executor._deliver(TaskDone(task_id=task_id, result=0, result_name="SUCCESS", exit_code=0, output=""))
+    assert isinstance(first.exception(timeout=0), errors.DeliveryFailed) and "KeyError: 'bug'" in str(first.exception())
+    assert second.result(timeout=0) == "two"
