@@ -35,8 +35,8 @@ actual=$(sha256sum "$tarball" | cut -d' ' -f1)
 # Without swig, configure silently leaves out the Python module (ndcctools.work_queue).
 if ! command -v swig >/dev/null; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    apt() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
-    apt install -y -qq swig || { apt update -qq && apt install -y -qq swig; } || die "could not install swig"
+    apt_get() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+    apt_get install -y -qq swig || { apt_get update -qq && apt_get install -y -qq swig; } || die "could not install swig"
 fi
 
 # The staging folder sits next to the prefix (same file system) so the final mv is one atomic rename.
@@ -44,7 +44,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cctools-build.XXXXXX")
 staging="$prefix.partial.$$"
 trap 'rm -rf "$work" "$staging"' EXIT
 
-echo "Building cctools $version into $prefix (about 4 minutes on 2 cores)..."
+echo "Building cctools $version into $prefix..."
 tar xzf "$tarball" -C "$work"
 cd "$work/cctools-$version"
 # --prefix must be the final place: the binaries have it compiled in (INSTALL_PATH, used to find
