@@ -627,7 +627,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         for kind in ("task", "result"):
             _remove(self._task_path(done.task_id, kind))
         if done.usage is not None and record is not None:
-            self._account(done, record, ok)
+            try:
+                self._account(done, record, ok)
+            except Exception:       # the usage table or monitoring must not cost the app its result
+                logger.exception("WorkQueueExecutor %s: accounting for task %d failed", self.label, done.task_id)
         if future is None or future.done():
             return
         future.resource_usage = done.usage  # type: ignore[attr-defined]
