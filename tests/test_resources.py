@@ -136,3 +136,17 @@ def test_measurements_reach_parsl_monitoring(tmp_path, no_leftover_workers):
         assert try_id == 0 and status == "measured by Work Queue"
         assert resident == measured[task_id]["memory"] * 1024 * 1024
         assert cpu_time == measured[task_id]["cpu_time"]
+
+
+@pytest.mark.parametrize("kind, expected_type, words", [
+    ("segfault", "AppCrashed", "killed by signal 11 (SIGSEGV)"),
+    ("sigkill", "AppCrashed", "killed by signal 9 (SIGKILL)"),
+    ("os-exit", "AppCrashed", "exited with code 3 before writing its result"),
+    ("exit", "AppBaseException", "SystemExit(7)"),
+])
+def test_crashes_say_what_happened_under_the_resource_monitor_too(tmp_path, kind, expected_type, words):
+    import crash_apps
+    with running(tmp_path, autolabel=True):
+        exc = crash_apps.crash_app(kind).exception(timeout=60)
+        assert type(exc).__name__ == expected_type and words in str(exc), str(exc)
+        assert crash_apps.identity_app("next").result(timeout=60) == "next"
