@@ -23,8 +23,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: setup
 	$(PY) examples/quickstart.py
 
+# ENGINE=debian (default): Debian's coop-computing-tools 9.9, installed by setup.
+# ENGINE=7.17.1: cctools 7.17.1 built from ../shared/engines by tools/build_cctools.sh (cached, outside the checkout).
+ENGINE ?= debian
+TESTS ?= tests
+ifeq ($(ENGINE),7.17.1)
+WITH_ENGINE = PREFIX=$$(PYTHON=$(PYTHON) tools/build_cctools.sh) && \
+	export PATH="$$PREFIX/bin:$$PATH" PYTHONPATH="$$(echo $$PREFIX/lib/python3*/site-packages)" &&
+else ifneq ($(ENGINE),debian)
+$(error ENGINE=$(ENGINE): use ENGINE=debian or ENGINE=7.17.1)
+endif
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(WITH_ENGINE) $(PY) -m pytest -q -rs $(TESTS)
 
 # Workers as jobs of a single-node Slurm cluster on this machine (root; installs Debian's Slurm on first use).
 test-slurm: setup

@@ -11,6 +11,21 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say which Work Queue engine the tests ran on: its Python module and its worker binary."""
+    import shutil
+    import subprocess
+
+    from parsl_wq.engine import load_work_queue
+    worker = shutil.which("work_queue_worker")
+    version = "no work_queue_worker on PATH"
+    if worker:
+        version = subprocess.run([worker, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout.splitlines()[0]
+    terminalreporter.write_line(f"Work Queue module: {load_work_queue().__file__}")
+    terminalreporter.write_line(f"Work Queue worker: {version}")
+
+
 def worker_processes():
     """work_queue_worker processes that are children of this test run."""
     return [p for p in psutil.process_iter(["name"])

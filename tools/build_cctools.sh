@@ -6,6 +6,7 @@
 #   PATH=$PREFIX/bin:$PATH PYTHONPATH=$PREFIX/lib/python3.X/site-packages ...
 #
 # The prefix is the only thing written to stdout (last line); all progress goes to stderr.
+# PYTHON names the interpreter to build the module for (default python3).
 # PARSL_WQ_ENGINE_CACHE overrides the cache folder (default: $XDG_CACHE_HOME or ~/.cache, /parsl_wq).
 set -euo pipefail
 
@@ -49,7 +50,7 @@ tar xzf "$tarball" -C "$work"
 cd "$work/cctools-$version"
 # --prefix must be the final place: the binaries have it compiled in (INSTALL_PATH, used to find
 # resource_monitor and helper libraries), so only the copying step is pointed at the staging folder.
-./configure --prefix "$prefix" --with-python3-path "$(python3 -c 'import sys; print(sys.base_prefix)')" \
+./configure --prefix "$prefix" --with-python3-path "$("${PYTHON:-python3}" -c 'import sys; print(sys.base_prefix)')" \
     --without-system-doc --without-system-parrot --without-system-chirp --without-system-makeflow \
     --without-system-grow --without-system-ftp-lite --without-system-poncho
 make -j2
