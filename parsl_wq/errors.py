@@ -89,12 +89,16 @@ class TaskFailure(ParslError):
         self.output = output
 
     def __str__(self) -> str:
-        text = f"task {self.task_id} failed in Work Queue ({self.result}): {self.explanation}"
+        text = self._headline()
         if self.exit_code is not None:
             text += f" [exit code {self.exit_code}]"
         if self.output:
             text += f"\n--- end of task output ---\n{self.output}"
         return text
+
+
+    def _headline(self) -> str:
+        return f"task {self.task_id} failed in Work Queue ({self.result}): {self.explanation}"
 
 
 class ResourceExhausted(TaskFailure):
@@ -123,6 +127,9 @@ class AppCrashed(TaskFailure):
                  output: str, signal: Optional[int]):
         super().__init__(task_id, result, explanation, exit_code, output)
         self.signal = signal
+
+    def _headline(self) -> str:
+        return f"task {self.task_id} failed: {self.explanation}"
 
 
 class InputMissing(TaskFailure):
