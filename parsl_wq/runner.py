@@ -19,6 +19,7 @@ written, so threads the app left running cannot keep the task alive.
 
 Exit codes:
   0  RESULT_FILE was written.
+  1  the runner itself failed (its traceback is on stderr).
   4  RESULT_FILE could not be written (the reason is on stderr).
   anything else: the app's Python ended before writing RESULT_FILE
   (``os._exit``, a signal, a crash in C code); the task command turns a
@@ -35,6 +36,7 @@ from _pickle import dumps, loads
 
 EXIT_OK = 0
 EXIT_CANNOT_WRITE_RESULT = 4
+EXIT_RUNNER_FAILED = 1
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
@@ -253,4 +255,10 @@ def finish(code):
 
 
 if __name__ == "__main__":
-    finish(main(sys.argv))
+    try:
+        status = main(sys.argv)
+    except BaseException:   # a bug here: say so, and still leave at once
+        import traceback
+        traceback.print_exc()
+        status = EXIT_RUNNER_FAILED
+    finish(status)
