@@ -13,8 +13,10 @@ put on ``sys.path``: only the two Work Queue files are loaded from it.
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import os
 import sys
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable, Optional, Sequence
 
@@ -36,6 +38,27 @@ def load_work_queue(system_dirs: Sequence[str] = SYSTEM_DIRS,
     if _loaded is None:
         _loaded = _find(system_dirs, importer)
     return _loaded
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the Work Queue module found can do, detected from its API rather than its version."""
+    description: str    # version and place, for messages
+    coprocess: bool     # RemoteTask: serverless functions in a coprocess
+    tls: bool           # WorkQueue(ssl=(key, cert)) and work_queue_worker --ssl
+
+
+def features(wq: ModuleType) -> Features:
+    version = getattr(wq, "cctools_version_string", None)
+    if version is not None:
+        description = f"cctools {version()} ({wq.__file__})"
+    else:   # Debian's coop-computing-tools 9.9 (upstream code of 2021) has no version call
+        description = f"a cctools build that reports no version, like Debian's coop-computing-tools 9.9 ({wq.__file__})"
+    try:
+        tls = "ssl" in inspect.signature(wq.WorkQueue.__init__).parameters
+    except (TypeError, ValueError):
+        tls = False
+    return Features(description=description, coprocess=hasattr(wq, "RemoteTask"), tls=tls)
 
 
 def _find(system_dirs: Sequence[str], importer: Callable[[str], ModuleType]) -> ModuleType:

@@ -27,13 +27,14 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import socket
 import sys
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import typeguard
 from parsl.data_provider.staging import Staging
@@ -48,7 +49,7 @@ from parsl.utils import RepresentationMixin
 
 from parsl_wq import security, serialize
 from parsl_wq.allocation import MODES
-from parsl_wq.engine import load_work_queue
+from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import (ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError,
                              SerializationFailed)
 from parsl_wq.factory import FactoryProcess, WorkerFactory
@@ -129,6 +130,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         Password file shared by the manager and the workers. Default: a new
         random password for the run, written to ``RUN_DIR/LABEL/worker.password``
         (mode 0600); workers the executor starts use it (see ``require_password``).
+    ssl : bool or (str, str), optional
+        TLS between the manager and its workers. Default None: on where the
+        Work Queue found supports it (cctools 7.x), with a certificate made for
+        the run (``RUN_DIR/LABEL/tls.crt``, key 0600), and workers the executor
+        starts use ``--ssl``; off on engines without TLS. True: on, or an
+        error at construction on an engine without it. ``(key, cert)``: these
+        PEM files. False: off. See docs/security.md for what TLS protects.
     require_password : bool
         Refuse workers that do not know the password. Default True: without a
         ``project_password_file`` the executor makes one for the run. False
@@ -204,7 +212,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     function_dir : str, optional
         Where task files are written. Default: under the run directory.
     coprocess : bool
-        Run tasks in a Work Queue coprocess; needs a Work Queue built with coprocess support.
+        Parsl's parameter for running apps in Work Queue coprocesses. Not built
+        yet: True fails at construction on every engine.
     scaling_cores_per_worker : int
         Cores a worker is expected to have, for Parsl's scaling.
     remote_monitoring_radio : RadioConfig, optional
@@ -221,6 +230,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  catalog: Optional[str] = None,
                  project_password_file: Optional[str] = None,
                  require_password: bool = True,
+                 ssl: Union[bool, Tuple[str, str], None] = None,
                  address: Optional[str] = None,
                  port: int = WORK_QUEUE_DEFAULT_PORT,
                  env: Optional[Dict] = None,
@@ -261,6 +271,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.catalog = catalog
         self.project_password_file = project_password_file
         self.require_password = require_password
+        self.ssl = ssl
         self.address = address
         self.port = port
         self.env = env
@@ -301,6 +312,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._factory: Optional[FactoryProcess] = None
         self._packer: Optional[Packer] = None
         self._password_file: Optional[str] = None
+        self._tls_files: Optional[Tuple[str, str]] = None
         self._collector: Optional[threading.Thread] = None
         self._stopping = False
         self._early_blocks = 0
@@ -308,10 +320,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.worker_command = ""
 
     def _check_configuration(self) -> None:
-        wq = load_work_queue()
-        if self.coprocess and not hasattr(wq, "RemoteTask"):
-            raise ConfigurationError("coprocess", True, "this Work Queue build has no coprocess support "
-                                     "(its Python module lacks RemoteTask); use coprocess=False")
+        self._engine = features(load_work_queue())
+        if self.coprocess:
+            raise ConfigurationError("coprocess", True, "parsl_wq does not run apps in coprocesses yet, on any "
+                                     f"engine (the one found is {self._engine.description}); use coprocess=False")
+        self._check_tls()
         if (self.extra_pkgs or self.pack_cache_dir) and not self.pack:
             raise ConfigurationError("pack", False, "pack=True: extra_pkgs and pack_cache_dir only "
                                      "apply to packed environments")
@@ -346,6 +359,22 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self.scaling_cores_per_worker < 1:
             raise ConfigurationError("scaling_cores_per_worker", self.scaling_cores_per_worker, "an int >= 1")
 
+    def _check_tls(self) -> None:
+        if self.ssl in (None, False):
+            return
+        if not self._engine.tls:
+            raise ConfigurationError("ssl", self.ssl, "TLS needs a Work Queue with TLS support (cctools 7.x, as "
+                                     "conda-forge's ndcctools ships it); the one found is "
+                                     f"{self._engine.description}. Use ssl=None or False")
+        if self.ssl is True and shutil.which("openssl") is None:
+            raise ConfigurationError("ssl", True, "openssl is needed to make the run's certificate: install it, "
+                                     "or give ssl=(key file, certificate file)")
+        if isinstance(self.ssl, tuple):
+            for path in self.ssl:
+                if not os.path.isfile(path):
+                    raise ConfigurationError("ssl", self.ssl, f"(key file, certificate file), both existing PEM "
+                                             f"files; {path!r} is not a file")
+
     # ------------------------------------------------------------------ start
 
     def start(self) -> None:
@@ -365,6 +394,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._packer = Packer(self.pack_cache_dir or default_cache_dir(), self.extra_pkgs or ())
 
         self._password_file = self._choose_password_file()
+        self._tls_files = self._choose_tls_files()
         self._start_manager()
         self._collector = threading.Thread(target=self._collect, name=f"{self.label}-collector", daemon=True)
         self._collector.start()
@@ -401,6 +431,19 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             return None
         return security.create_password_file(self._log_dir)
 
+    def _choose_tls_files(self) -> Optional[Tuple[str, str]]:
+        if self.ssl is False or not self._engine.tls:
+            return None
+        if isinstance(self.ssl, tuple):
+            return (os.path.abspath(self.ssl[0]), os.path.abspath(self.ssl[1]))
+        try:
+            return security.create_certificate(self._log_dir)
+        except OSError as e:
+            if self.ssl is True:
+                raise ConfigurationError("ssl", True, f"the run's certificate could not be made: {e}") from e
+            logger.warning("WorkQueueExecutor %s: workers connect without TLS: %s", self.label, e)
+            return None
+
     def _start_manager(self) -> None:
         self._manager = ManagerProcess(self.label, self._log_dir)
         self.worker_port = self._manager.start(ManagerConfig(
@@ -411,7 +454,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             category_first_allocation=self._category_first,
             shutdown_workers=self.provider is not None or self.factory is not None,
             catalog=self.catalog, keepalive_interval=self.keepalive_interval,
-            keepalive_timeout=self.keepalive_timeout))
+            keepalive_timeout=self.keepalive_timeout, ssl=self._tls_files))
 
     def _start_factory(self) -> None:
         if self.project_name:
@@ -420,8 +463,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             manager = [self._worker_address(), str(self.worker_port)]
         scratch = os.path.join(self._log_dir, "factory")
         os.makedirs(scratch, mode=0o700, exist_ok=True)
-        self._factory = FactoryProcess(self.factory.command(manager, scratch, self._password_file, self.catalog),
-                                       self._log_dir)
+        command = self.factory.command(manager, scratch, self._password_file, self.catalog,
+                                       tls=self._tls_files is not None)
+        self._factory = FactoryProcess(command, self._log_dir)
         self._factory.start()
         logger.info("WorkQueueExecutor %s: work_queue_factory started: %s", self.label,
                     " ".join(self._factory.command))
@@ -431,6 +475,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', self.worker_executable]
         if self._password_file:
             parts += ["--password", shlex.quote(self._password_file)]
+        if self._tls_files:
+            parts.append("--ssl")
         if self.worker_options:
             parts.append(self.worker_options)
         if self.project_name:

@@ -76,7 +76,7 @@ class WorkerFactory:
             raise ConfigurationError("factory", self, f"gpus must be an int >= 0 (got {self.gpus})")
 
     def command(self, manager: List[str], scratch_dir: str, password_file: Optional[str],
-                catalog: Optional[str]) -> List[str]:
+                catalog: Optional[str], tls: bool = False) -> List[str]:
         """The factory's command line; ``manager`` is ``[host, port]`` or ``["-M", project]``."""
         command = [self.executable, "-T", self.batch_type,
                    "--min-workers", str(self.min_workers), "--max-workers", str(self.max_workers),
@@ -95,6 +95,8 @@ class WorkerFactory:
                 command.append(f"--{name}={value}")
         if password_file:
             command += ["--password", password_file]
+        if tls:
+            command.append("--ssl")
         if catalog:
             command.append(f"--catalog={catalog}")
         if batch_options:

@@ -36,9 +36,10 @@ ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 
 def create_queue(wq: ModuleType, config: ManagerConfig):
     debug_log = os.path.join(config.log_dir, "debug.log") if config.debug_log else None
+    tls = {"ssl": config.ssl} if config.ssl else {}    # builds without TLS have no ssl parameter
     queue = wq.WorkQueue(config.port, debug_log=debug_log,
                          stats_log=os.path.join(config.log_dir, "stats.log"),
-                         transactions_log=os.path.join(config.log_dir, "transactions.log"))
+                         transactions_log=os.path.join(config.log_dir, "transactions.log"), **tls)
     if config.catalog:
         host, port = config.catalog.rsplit(":", 1)
         queue.specify_catalog_server(host, int(port))

@@ -32,6 +32,7 @@ class ManagerConfig:
     catalog: Optional[str] = None         # "host:port" of the catalog server, for project_name
     keepalive_interval: Optional[int] = None    # seconds; None keeps Work Queue's default
     keepalive_timeout: Optional[int] = None
+    ssl: Optional[Tuple[str, str]] = None       # (key, certificate) files: TLS between manager and workers
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import pytest
 
@@ -92,16 +92,19 @@ class Hosts:
             subprocess.run(["ip", "netns", "del", self.namespace(host)], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
-    def start_worker(self, host: int, port: int, password_file: Optional[str], options: str = "",
+    def start_worker(self, host: int, executor, options: str = "",
                      restart: bool = False, hide: Sequence[str] = ()) -> subprocess.Popen:
-        """Start ``work_queue_worker`` on host ``host``; with ``restart``, again whenever it exits.
+        """Start a ``work_queue_worker`` for ``executor`` on host ``host``; with ``restart``, again whenever it exits.
 
         The password is read before the tmpfs hides it and written to a copy
         inside; it never appears on a command line. Each folder in ``hide`` gets
         an empty tmpfs over it (a node without that software); each file in it,
         /dev/null instead (a node without that program).
         """
+        port, password_file = executor.worker_port, executor._password_file
         worker = "work_queue_worker -s \"$D/work\" --connect-timeout 60"
+        if executor._tls_files:
+            worker += " --ssl"
         steps = ["set -e"]
         if password_file:
             steps.append(f"PW=$(cat {shlex.quote(password_file)})")

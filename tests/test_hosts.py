@@ -24,7 +24,7 @@ def load(load_without_workers):
 def test_workers_on_two_hosts_share_nothing_but_the_network(hosts, load, tmp_path):
     executor = load()
     for host in (1, 2):
-        hosts.start_worker(host, executor.worker_port, executor._password_file, "--cores 1")
+        hosts.start_worker(host, executor, "--cores 1")
     (tmp_path / "in.txt").write_text("abc")
     where = [apps.hostname_after(1, i) for i in range(6)]
     assert sorted(set(f.result(timeout=TIMEOUT) for f in where)) == ["h1", "h2"]
@@ -38,7 +38,7 @@ def test_workers_on_two_hosts_share_nothing_but_the_network(hosts, load, tmp_pat
 def test_a_killed_worker_loses_no_task_and_no_result_is_delivered_twice(hosts, load):
     executor = load()
     for host in (1, 2):
-        hosts.start_worker(host, executor.worker_port, executor._password_file, "--cores 1")
+        hosts.start_worker(host, executor, "--cores 1")
     futures = [apps.hostname_after(3, i) for i in range(4)]
     on_h1 = lambda: [line for line in transactions(executor, "RUNNING") if hosts.address(1) in line]  # noqa: E731
     assert wait_until(lambda: on_h1() and len(transactions(executor, "RUNNING")) >= 2, timeout=60)
@@ -57,7 +57,7 @@ def test_chaos_of_workers_that_come_and_go_loses_nothing(hosts, load):
     """
     executor = load()
     for host in (1, 2, 3):
-        hosts.start_worker(host, executor.worker_port, executor._password_file, "--cores 1 --volatility 100")
+        hosts.start_worker(host, executor, "--cores 1 --volatility 100")
     futures = [apps.hostname_after(2, i) for i in range(100)]
     assert all(f.result(timeout=TIMEOUT * 2) in ("h1", "h2", "h3") for f in futures)
     lines = transactions(executor, "WORKER")
@@ -69,11 +69,11 @@ def test_chaos_of_workers_that_come_and_go_loses_nothing(hosts, load):
 
 def test_a_partitioned_worker_is_noticed_and_its_task_runs_elsewhere(hosts, load):
     executor = load(keepalive_interval=2, keepalive_timeout=4)
-    hosts.start_worker(1, executor.worker_port, executor._password_file, "--cores 1")
+    hosts.start_worker(1, executor, "--cores 1")
     first = apps.hostname_after(30, "long")
     assert wait_until(lambda: len(transactions(executor, "RUNNING")) == 1, timeout=60)
     cut_at = time.monotonic()
     hosts.cut(1)
-    hosts.start_worker(2, executor.worker_port, executor._password_file, "--cores 1")
+    hosts.start_worker(2, executor, "--cores 1")
     assert first.result(timeout=TIMEOUT) == "h2"
     assert time.monotonic() - cut_at < 45

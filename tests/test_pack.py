@@ -40,7 +40,7 @@ def system_python_lacks_sortedcontainers():
 def test_without_pack_the_workers_python_lacks_the_package(hosts, load_without_workers):
     system_python_lacks_sortedcontainers()
     executor = load_without_workers()
-    hosts.start_worker(1, executor.worker_port, executor._password_file, hide=SUBMIT_SIDE_PYTHON)
+    hosts.start_worker(1, executor, hide=SUBMIT_SIDE_PYTHON)
     with pytest.raises(ModuleNotFoundError, match="sortedcontainers"):
         sorted_in_env([3, 1, 2]).result(timeout=TIMEOUT)
 
@@ -50,9 +50,9 @@ def test_with_pack_apps_run_on_workers_without_their_packages_or_without_python(
     system_python_lacks_sortedcontainers()
     executor = load_without_workers(pack=True, pack_cache_dir=str(tmp_path / "envs"))
     # h1: a Python without the package; h2: no Python at all
-    hosts.start_worker(1, executor.worker_port, executor._password_file, "--cores 2", hide=SUBMIT_SIDE_PYTHON)
+    hosts.start_worker(1, executor, "--cores 2", hide=SUBMIT_SIDE_PYTHON)
     no_python = SUBMIT_SIDE_PYTHON + [os.path.realpath(SYSTEM_PYTHON)]
-    hosts.start_worker(2, executor.worker_port, executor._password_file, "--cores 2", hide=no_python)
+    hosts.start_worker(2, executor, "--cores 2", hide=no_python)
 
     values, prefix, module_file = sorted_in_env([3, 1, 2]).result(timeout=TIMEOUT)
     assert values == [1, 2, 3]

@@ -1,8 +1,11 @@
 """Password authentication by default: only workers that know the run's password get tasks."""
 
 import os
+import socket
 import subprocess
+import threading
 import time
+import uuid
 
 import pytest
 
@@ -17,9 +20,11 @@ def start(load_without_workers, no_leftover_workers):
     """Load an executor without provider blocks, and start workers by hand."""
     workers = []
 
-    def worker(port, *options):
-        workers.append(subprocess.Popen(["work_queue_worker", "--connect-timeout", "60", *options,
-                                         "127.0.0.1", str(port)],
+    def worker(executor, *options, port=None):
+        """A worker for ``executor`` (with --ssl where it uses TLS), connecting to ``port`` or its port."""
+        tls = ["--ssl"] if executor._tls_files else []
+        workers.append(subprocess.Popen(["work_queue_worker", "--connect-timeout", "60", *tls, *options,
+                                         "127.0.0.1", str(port or executor.worker_port)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     yield load_without_workers, worker
     for w in workers:
@@ -44,15 +49,15 @@ def test_a_worker_without_the_password_gets_no_task_and_delivers_nothing(start, 
     ex = executor()
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not the password\n")
-    worker(ex.worker_port)
-    worker(ex.worker_port, "--password", str(wrong))
+    worker(ex)
+    worker(ex, "--password", str(wrong))
     future = apps.add(2, 2)
     assert wait_until(lambda: debug_log(ex).count("presented the wrong password") >= 2, timeout=TIMEOUT), \
         debug_log(ex)[-3000:]
     time.sleep(2)
     assert not future.done()
     assert not transactions(ex, "WORKER")
-    worker(ex.worker_port, "--password", ex._password_file)
+    worker(ex, "--password", ex._password_file)
     assert future.result(timeout=TIMEOUT) == 4
 
 
@@ -61,7 +66,7 @@ def test_without_require_password_any_worker_gets_tasks(start, caplog):
     ex = executor(require_password=False)
     assert ex._password_file is None
     assert "require_password=False" in caplog.text
-    worker(ex.worker_port)
+    worker(ex)
     assert apps.add(3, 3).result(timeout=TIMEOUT) == 6
 
 
@@ -73,5 +78,105 @@ def test_a_password_file_of_ones_own_is_used_as_is(start, tmp_path):
     ex = executor(project_password_file=str(mine))
     assert ex._password_file == str(mine)
     assert not os.path.exists(os.path.join(ex._log_dir, "worker.password"))
-    worker(ex.worker_port, "--password", str(mine))
+    worker(ex, "--password", str(mine))
     assert apps.add(4, 4).result(timeout=TIMEOUT) == 8
+
+
+class Relay:
+    """A TCP relay on loopback that keeps every byte it forwards: what a listener on the wire would see."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.captured = bytearray()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            upstream.settimeout(None)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    self.captured += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def saw(self, marker):
+        with self.lock:
+            return marker.encode() in self.captured and len(self.captured) > 0
+
+    def close(self):
+        self.server.close()
+
+
+def run_through_relay(start, **options):
+    """Run one app whose argument and result carry a marker, through a recording relay; return (relay, marker)."""
+    executor, worker = start
+    ex = executor(**options)
+    relay = Relay(ex.worker_port)
+    worker(ex, "--password", ex._password_file, port=relay.port)
+    marker = f"PWQ-MARKER-{uuid.uuid4().hex}"
+    assert apps.add(marker, "!").result(timeout=TIMEOUT) == marker + "!"
+    relay.close()
+    assert len(relay.captured) > 1000    # the relay did see the task's traffic
+    return ex, relay, marker
+
+
+def engine_has_tls():
+    from parsl_wq.engine import features, load_work_queue
+    return features(load_work_queue()).tls
+
+
+needs_tls = pytest.mark.skipif(not engine_has_tls(), reason="this Work Queue has no TLS (Debian's 9.9 build); "
+                               "make test ENGINE=7.17.1 runs these")
+
+
+def test_without_tls_a_payload_crosses_the_wire_in_clear(start):
+    _, relay, marker = run_through_relay(start, ssl=False)
+    assert relay.saw(marker)
+
+
+@needs_tls
+def test_with_tls_by_default_no_payload_crosses_the_wire_in_clear(start):
+    ex, relay, marker = run_through_relay(start)
+    assert not relay.saw(marker)
+    key, certificate = ex._tls_files
+    assert os.path.dirname(key) == ex._log_dir
+    assert all(os.stat(path).st_mode & 0o777 == 0o600 for path in (key, certificate))
+    assert "--ssl" in ex.worker_command.split()
+
+
+@needs_tls
+def test_tls_with_a_certificate_of_ones_own(start, tmp_path):
+    from parsl_wq import security
+    key, certificate = security.create_certificate(str(tmp_path))
+    ex, relay, marker = run_through_relay(start, ssl=(key, certificate))
+    assert ex._tls_files == (key, certificate) and not relay.saw(marker)
+
+
+@pytest.mark.skipif(engine_has_tls(), reason="this Work Queue has TLS: ssl=True is accepted")
+def test_tls_on_an_engine_without_it_fails_at_construction_naming_the_engine():
+    from parsl_wq import ConfigurationError, WorkQueueExecutor
+    with pytest.raises(ConfigurationError, match=r"ssl=True cannot be used: TLS needs .*the one found is a cctools"):
+        WorkQueueExecutor(ssl=True)
