@@ -7,7 +7,7 @@ PARSL_TESTS = $(shell $(PY) -c "import os, parsl.tests; print(os.path.dirname(pa
 PARSL_SUITE_MARKERS = -m "not cleannet and not issue_3620"
 PARSL_SUITE_SKIP_ALL = not test_bad_stdout_file and not test_bad_stderr_file
 PARSL_SUITE_SKIP_NO_SHARED_FS = not (test_output_chain_filenames and test_behavior)
-PARSL_SUITE = mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_MARKERS)
+PARSL_SUITE = $(WITH_ENGINE) mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_MARKERS)
 
 .PHONY: setup demo test test-slurm bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs clean
 
@@ -52,9 +52,9 @@ parsl-suite-shared-fs: setup
 	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL)" --config $(CURDIR)/tests/parsl_configs/local_shared_fs.py
 
 bench: setup
-	$(PY) benchmarks/throughput.py
-	$(PY) benchmarks/resources.py
-	$(PY) benchmarks/pack.py
+	$(WITH_ENGINE) $(PY) benchmarks/throughput.py
+	$(WITH_ENGINE) $(PY) benchmarks/resources.py
+	$(WITH_ENGINE) $(PY) benchmarks/pack.py
 
 clean:
 	rm -rf $(VENV) runinfo .pytest_cache

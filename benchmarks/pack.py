@@ -26,6 +26,8 @@ import sys
 import tempfile
 import textwrap
 
+from parsl_wq.engine import describe_engine
+
 CHILD = textwrap.dedent('''
     import json, os, sys, time
     from parsl_wq import serialize
@@ -105,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=200)
     options = parser.parse_args()
+    print(f"Work Queue engine: {describe_engine()}")
     with tempfile.TemporaryDirectory(prefix="pwq-bench-pack-") as folder:
         cache = os.path.join(folder, "envs")
         print("| app imports | cold build (s) | tarball (MB) | cached lookup, new process (ms) | "

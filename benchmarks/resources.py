@@ -24,6 +24,7 @@ from parsl import python_app
 from parsl.config import Config
 
 from parsl_wq import WorkQueueExecutor
+from parsl_wq.engine import describe_engine
 
 WORKER = "--cores 2 --memory 4000 --disk 4000"
 
@@ -101,6 +102,7 @@ def main():
     parser.add_argument("--two-core", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=1.0)
     args = parser.parse_args()
+    print(f"Work Queue engine: {describe_engine()}")
     run_dir = tempfile.mkdtemp(prefix="parsl_wq_bench_")
 
     cost = monitor_cost(run_dir, args.noop_tasks)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import textwrap
 
+from parsl_wq.engine import describe_engine
+
 CHILD = textwrap.dedent('''
     import json, sys, time
     import parsl
@@ -98,6 +100,7 @@ def main():
     parser.add_argument("--tasks-htex", type=int, default=3000, help="for Parsl's HighThroughputExecutor")
     args = parser.parse_args()
     shim = shim_folder()
+    print(f"Work Queue engine: {describe_engine()}")
     rows = [("parsl_wq.WorkQueueExecutor", run("parsl_wq", args.tasks_parsl_wq, shim)),
             ("parsl WorkQueueExecutor", run("parsl-workqueue", args.tasks_parsl_workqueue, shim)),
             ("parsl HighThroughputExecutor", run("htex", args.tasks_htex, shim))]

@@ -61,6 +61,11 @@ def features(wq: ModuleType) -> Features:
     return Features(description=description, coprocess=hasattr(wq, "RemoteTask"), tls=tls)
 
 
+def describe_engine() -> str:
+    """The Work Queue that this process uses, for benchmark tables and test summaries."""
+    return features(load_work_queue()).description
+
+
 def _find(system_dirs: Sequence[str], importer: Callable[[str], ModuleType]) -> ModuleType:
     tried = []
     for name in ("ndcctools.work_queue", "work_queue"):

@@ -16,13 +16,13 @@ def pytest_terminal_summary(terminalreporter):
     import shutil
     import subprocess
 
-    from parsl_wq.engine import load_work_queue
+    from parsl_wq.engine import describe_engine
     worker = shutil.which("work_queue_worker")
     version = "no work_queue_worker on PATH"
     if worker:
         version = subprocess.run([worker, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout.splitlines()[0]
-    terminalreporter.write_line(f"Work Queue module: {load_work_queue().__file__}")
+    terminalreporter.write_line(f"Work Queue module: {describe_engine()}")
     terminalreporter.write_line(f"Work Queue worker: {version}")
 
 
