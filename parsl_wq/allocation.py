@@ -44,6 +44,10 @@ def configure_category(wq: ModuleType, queue, category: str, mode: str,
                        first_allocation: Mapping[str, Mapping[str, int]]) -> None:
     """Give a new category its allocation mode, maximum and first guess."""
     queue.specify_category_mode(category, getattr(wq, MODES[mode]))
+    if mode != "fixed":
+        # cctools 7.x measures a mostly idle task's cores as 0, and a label of 0 cores
+        # means a whole worker (see manager.create_queue): learn at least one core.
+        queue.specify_category_min_resources(category, {"cores": 1})
     maximum = _for_category(max_resources, category)
     if maximum:
         queue.specify_category_max_resources(category, dict(maximum))

@@ -24,8 +24,9 @@ import os
 import sys
 import time
 from types import ModuleType
+from typing import Optional
 
-from parsl_wq import allocation
+from parsl_wq import allocation, monitor
 from parsl_wq.engine import load_work_queue
 from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone, TaskUsage
 
@@ -35,6 +36,7 @@ ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 
 
 def create_queue(wq: ModuleType, config: ManagerConfig):
+    """The configured queue, and the resource monitor binary each task must carry (or None)."""
     debug_log = os.path.join(config.log_dir, "debug.log") if config.debug_log else None
     tls = {"ssl": config.ssl} if config.ssl else {}    # builds without TLS have no ssl parameter
     queue = wq.WorkQueue(config.port, debug_log=debug_log,
@@ -51,17 +53,29 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
         queue.specify_keepalive_timeout(config.keepalive_timeout)
     if config.password_file:
         queue.specify_password_file(config.password_file)
+    monitor_binary = None
     if config.monitor:
+        monitor_binary = monitor.monitor_every_second(config.log_dir)
         queue.enable_monitoring(watchdog=True)
+    if config.allocation_mode != "fixed" and hasattr(wq, "cctools_version_string"):
+        # cctools 7.x (not Debian's 2021 build, which has no such setting) raises every
+        # value of a task's allocation to the worker share of its largest resource
+        # (work_queue.c task_worker_box_size, "proportional-resources", on by default):
+        # a learned label {cores: 1, memory: 250} on a 2-core, 2000 MB worker becomes
+        # 1000 MB, and a declared memory limit is raised the same way and not enforced.
+        # Learning categories label every resource, so nothing needs the proportions.
+        queue.tune("proportional-resources", 0)
     if config.autolabel_window is not None:
         queue.tune("category-steady-n-tasks", config.autolabel_window)
-    return queue
+    return queue, monitor_binary
 
 
 class Manager:
-    def __init__(self, wq: ModuleType, queue, channel: Channel, config: ManagerConfig):
+    def __init__(self, wq: ModuleType, queue, channel: Channel, config: ManagerConfig,
+                 monitor_binary: Optional[str] = None):
         self.wq = wq
         self.queue = queue
+        self.monitor_binary = monitor_binary
         self.channel = channel
         self.config = config
         self.result_names = {getattr(wq, n): n[len("WORK_QUEUE_RESULT_"):]
@@ -108,6 +122,8 @@ class Manager:
             task.specify_max_retries(message.max_retries)
         for f in message.inputs:
             task.specify_input_file(f.local, f.remote, cache=f.cache)
+        if self.monitor_binary:
+            task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=True)
         for f in message.outputs:
             task.specify_output_file(f.local, f.remote, cache=f.cache)
         return task
@@ -167,12 +183,12 @@ def main(argv) -> int:
     (config,) = channel.receive()
     try:
         wq = load_work_queue()
-        queue = create_queue(wq, config)
+        queue, monitor_binary = create_queue(wq, config)
     except Exception as e:
         channel.send(StartFailed(f"{type(e).__name__}: {e}"))
         return 1
     channel.send(Ready(queue.port))
-    manager = Manager(wq, queue, channel, config)
+    manager = Manager(wq, queue, channel, config, monitor_binary)
     stopped = False
     try:
         stopped = manager.serve()

@@ -150,3 +150,33 @@ def test_crashes_say_what_happened_under_the_resource_monitor_too(tmp_path, kind
         exc = crash_apps.crash_app(kind).exception(timeout=60)
         assert type(exc).__name__ == expected_type and words in str(exc), str(exc)
         assert crash_apps.identity_app("next").result(timeout=60) == "next"
+
+
+def test_a_short_peak_past_a_declared_limit_is_seen_and_stopped(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True):
+        future = apps.hold_memory(400, 3, parsl_resource_specification={"memory": 100})
+        with pytest.raises(ResourceExhausted, match=r"memory: used \d+ MB, limit 100 MB") as caught:
+            future.result(timeout=120)
+    assert caught.value.usage.measured["memory"] >= 380
+
+
+def test_a_declared_limit_holds_after_the_category_learned(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True, autolabel_window=1):
+        for _ in range(4):
+            assert apps.hold_memory(1, 0.1).result(timeout=60) == 1
+        future = apps.hold_memory(400, 8, parsl_resource_specification={"memory": 100})
+        with pytest.raises(ResourceExhausted) as caught:
+            future.result(timeout=120)
+    assert caught.value.usage.allocated["memory"] == 100, caught.value.usage
+
+
+def test_the_learned_allocation_of_an_app_with_a_short_peak_covers_the_peak(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True, autolabel_window=1):
+        peaks = [apps.hold_memory(300, 2) for _ in range(3)]
+        assert [f.result(timeout=120) for f in peaks] == [300, 300, 300]
+        assert all(resource_usage(f).measured["memory"] >= 300 for f in peaks), \
+            [resource_usage(f).measured for f in peaks]
+        later = apps.hold_memory(300, 2)
+        assert later.result(timeout=120) == 300
+    assert resource_usage(later).attempts == 1
+    assert 300 <= resource_usage(later).allocated["memory"] < 2000, resource_usage(later)

@@ -138,7 +138,8 @@ def test_category_gets_mode_maximum_and_first_guess(mode):
     queue = RecordingQueue()
     allocation.configure_category(FAKE_ENGINE, queue, "sim", mode,
                                   {"*": {"memory": 1000}}, {"sim": {"cores": 1}, "*": {"cores": 2}})
-    assert queue.calls == [("specify_category_mode", "sim", allocation.MODES[mode]),
+    learning = [("specify_category_min_resources", "sim", {"cores": 1})] if mode != "fixed" else []
+    assert queue.calls == [("specify_category_mode", "sim", allocation.MODES[mode]), *learning,
                            ("specify_category_max_resources", "sim", {"memory": 1000}),
                            ("specify_category_first_allocation_guess", "sim", {"cores": 1})]
 
