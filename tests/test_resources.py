@@ -1,7 +1,7 @@
 """Allocations learned from measurements, and exhaustion explained, on a real 2-core worker.
 
-Work Queue's resource monitor samples a task every 5 s, so the apps that must
-be caught using too much memory hold it for longer than that.
+parsl_wq runs Work Queue's resource monitor with a 1 s interval (its own is 5 s),
+so apps that must be caught using too much memory hold it for 3 s or more.
 """
 
 import contextlib
