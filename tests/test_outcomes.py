@@ -1,5 +1,6 @@
 """Unit tests: how failures are described on the worker and explained on the submit side."""
 
+import os
 import pickle
 import threading
 
@@ -207,3 +208,50 @@ def test_a_failure_while_resolving_one_task_fails_that_task_only(tmp_path):
         executor._deliver(TaskDone(task_id=task_id, result=0, result_name="SUCCESS", exit_code=0, output=""))
     assert isinstance(first.exception(timeout=0), errors.DeliveryFailed) and "KeyError: 'bug'" in str(first.exception())
     assert second.result(timeout=0) == "two"
+
+
+# ------------------------------------------------------------- engines and TLS
+
+def test_engine_features_come_from_the_api():
+    import types
+
+    from parsl_wq.engine import features
+
+    class Queue2021:
+        def __init__(self, port=9123, name=None):
+            pass
+
+    class Queue717:
+        def __init__(self, port=9123, name=None, ssl=None):
+            pass
+    old = types.SimpleNamespace(WorkQueue=Queue2021, __file__="/usr/lib/python3/dist-packages/work_queue.py")
+    new = types.SimpleNamespace(WorkQueue=Queue717, RemoteTask=object, cctools_version_string=lambda: "7.17.1",
+                                __file__="/x/ndcctools/work_queue.py")
+    assert (features(old).tls, features(old).coprocess) == (False, False)
+    assert "reports no version" in features(old).description
+    assert (features(new).tls, features(new).coprocess) == (True, True)
+    assert features(new).description.startswith("cctools 7.17.1 ")
+
+
+def test_the_runs_certificate_is_readable_by_its_owner_only_and_valid(tmp_path):
+    import subprocess
+
+    from parsl_wq import security
+    key, certificate = security.create_certificate(str(tmp_path))
+    assert all(os.stat(path).st_mode & 0o777 == 0o600 for path in (key, certificate))
+    shown = subprocess.run(["openssl", "x509", "-in", certificate, "-noout", "-subject"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "parsl_wq manager" in shown
+    assert "PRIVATE KEY" in open(key).read()
+
+
+def test_the_factory_gives_its_workers_tls_when_the_run_uses_it():
+    from parsl_wq import WorkerFactory
+    assert "--ssl" in WorkerFactory().command(["127.0.0.1", "1024"], "/s", None, None, tls=True)
+    assert "--ssl" not in WorkerFactory().command(["127.0.0.1", "1024"], "/s", None, None)
+
+
+def test_tls_files_that_do_not_exist_fail_at_construction(tmp_path):
+    from parsl_wq import ConfigurationError, WorkQueueExecutor
+    with pytest.raises(ConfigurationError, match=r"ssl=\(.*cannot be used"):
+        WorkQueueExecutor(ssl=(str(tmp_path / "no.key"), str(tmp_path / "no.crt")))
