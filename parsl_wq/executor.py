@@ -56,6 +56,7 @@ from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.files import FilePlanner
 from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
 from parsl_wq.messages import FileTransfer, ManagerConfig, SubmitTask, TaskDone
+from parsl_wq.monitor import DEFAULT_INTERVAL
 from parsl_wq.outcomes import UNPACK_FAILED, task_outcome
 from parsl_wq.pack import PackedEnvironment, Packer
 from parsl_wq.pack.cache import default_cache_dir
@@ -176,6 +177,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         come from the measurements. The monitor costs about 17 ms per task here.
     autolabel_window : int
         Tasks of a category measured before its learned allocation is used.
+    monitor_interval : int, optional
+        Seconds between the resource monitor's samples of a task, with
+        ``autolabel``. Default 1, the monitor's shortest: a peak held that long
+        is measured, enforced and learned. None keeps Work Queue's own 5 s.
     autocategory : bool
         Put each app in a Work Queue category of its own name, so each app
         learns its own allocation. A ``category`` key in
@@ -243,6 +248,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  pack_cache_dir: Optional[str] = None,
                  autolabel: bool = False,
                  autolabel_window: int = 1,
+                 monitor_interval: Optional[int] = DEFAULT_INTERVAL,
                  autocategory: bool = True,
                  allocation_mode: Optional[str] = None,
                  category_max_resources: Optional[Dict[str, Dict[str, int]]] = None,
@@ -284,6 +290,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.pack_cache_dir = pack_cache_dir
         self.autolabel = autolabel
         self.autolabel_window = autolabel_window
+        self.monitor_interval = monitor_interval
         self.autocategory = autocategory
         self.allocation_mode = allocation_mode
         self.category_max_resources = category_max_resources
@@ -337,6 +344,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                     raise ConfigurationError("env", self.env, f"a dict of str to str (entry {key!r}: {value!r})")
         if not 0 <= self.port <= 65535:
             raise ConfigurationError("port", self.port, "0 (any free port) or a port number up to 65535")
+        if self.monitor_interval is not None and self.monitor_interval < 1:
+            raise ConfigurationError("monitor_interval", self.monitor_interval,
+                                     "None (Work Queue's own, 5 s) or an int >= 1 (seconds)")
         if self.autolabel_window < 1:
             raise ConfigurationError("autolabel_window", self.autolabel_window, "an int >= 1")
         if self.allocation_mode is not None and self.allocation_mode not in MODES:
@@ -449,7 +459,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.worker_port = self._manager.start(ManagerConfig(
             port=self.port, log_dir=self._log_dir, project_name=self.project_name,
             password_file=self._password_file, debug_log=self.full_debug,
-            monitor=self.autolabel, allocation_mode=self._mode,
+            monitor=self.autolabel, monitor_interval=self.monitor_interval, allocation_mode=self._mode,
             autolabel_window=self.autolabel_window, category_max_resources=self._category_max,
             category_first_allocation=self._category_first,
             shutdown_workers=self.provider is not None or self.factory is not None,

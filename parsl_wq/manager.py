@@ -55,7 +55,8 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
         queue.specify_password_file(config.password_file)
     monitor_binary = None
     if config.monitor:
-        monitor_binary = monitor.monitor_every_second(config.log_dir)
+        if config.monitor_interval is not None:
+            monitor_binary = monitor.sample_every(config.monitor_interval, config.log_dir)
         queue.enable_monitoring(watchdog=True)
     if config.allocation_mode != "fixed" and hasattr(wq, "cctools_version_string"):
         # cctools 7.x (not Debian's 2021 build, which has no such setting) raises every

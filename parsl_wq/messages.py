@@ -24,6 +24,7 @@ class ManagerConfig:
     password_file: Optional[str] = None
     debug_log: bool = True
     monitor: bool = False                 # run each task under Work Queue's resource monitor
+    monitor_interval: Optional[int] = None  # its seconds between samples; None: Work Queue's own (5)
     allocation_mode: str = "fixed"        # "fixed", "max-seen" or "max-throughput"
     autolabel_window: Optional[int] = None
     category_max_resources: Dict[str, Dict[str, int]] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Work Queue's resource monitor, sampling every second instead of every five.
+"""Work Queue's resource monitor, sampling every second (``monitor_interval``) instead of every five.
 
 Runs inside the manager process: standard library only.
 
@@ -23,11 +23,11 @@ import shutil
 from typing import Optional
 
 MONITOR_NAME = "pwq-resource-monitor"
-INTERVAL = 1        # seconds
+DEFAULT_INTERVAL = 1        # seconds: the monitor's shortest
 
 
-def monitor_every_second(folder: str) -> Optional[str]:
-    """Make Work Queue run ``resource_monitor --interval 1``; return the binary each task must carry.
+def sample_every(seconds: int, folder: str) -> Optional[str]:
+    """Make Work Queue run ``resource_monitor --interval SECONDS``; return the binary each task must carry.
 
     Call before ``enable_monitoring``. Returns None (and leaves Work Queue's
     own monitor, 5 s) when ``resource_monitor`` is not on PATH.
@@ -37,7 +37,7 @@ def monitor_every_second(folder: str) -> Optional[str]:
         return None
     wrapper = os.path.join(folder, "cctools-monitor.sh")
     with open(wrapper, "w") as f:
-        f.write(f'#!/bin/sh\nexec ./{MONITOR_NAME} --interval {INTERVAL} "$@"\n')
+        f.write(f'#!/bin/sh\nexec ./{MONITOR_NAME} --interval {seconds} "$@"\n')
     os.chmod(wrapper, 0o700)
     os.environ["CCTOOLS_RESOURCE_MONITOR"] = wrapper
     return binary

@@ -255,3 +255,10 @@ def test_tls_files_that_do_not_exist_fail_at_construction(tmp_path):
     from parsl_wq import ConfigurationError, WorkQueueExecutor
     with pytest.raises(ConfigurationError, match=r"ssl=\(.*cannot be used"):
         WorkQueueExecutor(ssl=(str(tmp_path / "no.key"), str(tmp_path / "no.crt")))
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_a_monitor_interval_below_one_second_fails_at_construction(value):
+    from parsl_wq import ConfigurationError, WorkQueueExecutor
+    with pytest.raises(ConfigurationError, match=rf"monitor_interval={value} cannot be used: None .* or an int >= 1"):
+        WorkQueueExecutor(monitor_interval=value)
