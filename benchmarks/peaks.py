@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=10, help="apps per hold time")
     parser.add_argument("--holds", type=float, nargs="+", default=[0.3, 0.6, 1, 2, 3], help="seconds")
     options = parser.parse_args()
+    options.holds = [float(h) for h in options.holds]     # the defaults skip argparse's type
     print(f"Work Queue engine: {describe_engine()}")
     results = {}
     for mode in MODES:
