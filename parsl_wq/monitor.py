@@ -13,9 +13,9 @@ monitor binary from ``CCTOOLS_RESOURCE_MONITOR`` and ship it to the workers
 as ``./cctools-monitor``; so that variable names a two-line wrapper, and each
 task carries the real binary (cached on the worker) under ``MONITOR_NAME``.
 
-Measured on both engines, 10 runs each: a 400 MB peak held 1 s or longer is
-seen every time (0 of 6 at the default interval); one held 0.6 s, 3 to 4
-times in 10. One second is the monitor's shortest interval.
+``benchmarks/peaks.py``, both engines: a 400 MB peak held 1 s or longer is
+seen 10 times in 10 (0 in 10 at the default interval, even held 3 s); one held
+0.6 s, 0 to 3 times in 10. One second is the monitor's shortest interval.
 """
 
 import os
