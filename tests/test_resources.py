@@ -96,7 +96,9 @@ def test_going_past_a_declared_limit_fails_with_resource_use_and_limit(tmp_path,
             future.result(timeout=120)
     message = str(caught.value)
     assert re.search(r"memory: used \d+ MB, limit 100 MB", message), message
-    assert caught.value.usage.measured["memory"] >= 300
+    # Stopped at the first sample past the limit: with 1 s sampling that can be while
+    # the app is still touching its 400 MB (279 MB once), so only "past 100" is certain.
+    assert caught.value.usage.measured["memory"] > 100
     assert caught.value.usage.exceeded == {"memory": 100.0}
     assert executor.usage_summary.categories["hold_memory"].exhausted == 1
 
@@ -157,7 +159,7 @@ def test_a_short_peak_past_a_declared_limit_is_seen_and_stopped(tmp_path, no_lef
         future = apps.hold_memory(400, 3, parsl_resource_specification={"memory": 100})
         with pytest.raises(ResourceExhausted, match=r"memory: used \d+ MB, limit 100 MB") as caught:
             future.result(timeout=120)
-    assert caught.value.usage.measured["memory"] >= 380
+    assert caught.value.usage.measured["memory"] > 100 and caught.value.usage.exceeded == {"memory": 100.0}
 
 
 def test_a_declared_limit_holds_after_the_category_learned(tmp_path, no_leftover_workers):
