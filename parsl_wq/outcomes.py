@@ -13,11 +13,10 @@ from typing import Any, Optional, Sequence, Tuple
 from parsl_wq import serialize
 from parsl_wq.errors import AppCrashed, InputMissing, ResourceExhausted, TaskFailure, explain_result
 from parsl_wq.messages import TaskDone
+from parsl_wq.runner import CANNOT_WRITE_RESULT
 
 # Printed by the task command when a packed environment cannot be unpacked.
 UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"
-# Printed by the runner when it cannot write its result file.
-CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "out of memory, a time limit, or a kill",

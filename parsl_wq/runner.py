@@ -37,6 +37,7 @@ from _pickle import dumps, loads
 EXIT_OK = 0
 EXIT_CANNOT_WRITE_RESULT = 4
 EXIT_RUNNER_FAILED = 1
+CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"     # on stderr, read by parsl_wq.outcomes
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
@@ -239,7 +240,7 @@ def write_result(path, outcome):
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
-        sys.stderr.write("parsl_wq runner: cannot write %s: %s\n" % (path, e))
+        sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, path, e))
         return EXIT_CANNOT_WRITE_RESULT
     return EXIT_OK
 

@@ -123,9 +123,15 @@ def test_a_task_without_result_says_how_its_python_ended(code, signal, words):
     assert words in str(exc) and "last words" in str(exc) and exc.exit_code == code
 
 
-def test_a_runner_that_cannot_write_its_result_says_so():
-    exc = outcomes.failure_without_result(done(exit_code=4, output=f"{outcomes.CANNOT_WRITE_RESULT} x: full"), ())
-    assert "could not write its result file" in str(exc)
+def test_a_runner_that_cannot_write_its_result_says_so(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "fn").write_bytes(serialize.serialize_function(max))
+    (tmp_path / "task").write_bytes(pickle.dumps(((1, 2), {})))
+    real = subprocess.run([sys.executable, runner.__file__, "fn", "task", "missing/dir/result"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    exc = outcomes.failure_without_result(done(exit_code=real.returncode, output=real.stderr), ())
+    assert "could not write its result file" in str(exc) and "missing/dir/result" in str(exc)
 
 
 def test_work_queue_results_other_than_a_finished_run_keep_their_meaning():
