@@ -29,9 +29,10 @@ from typing import Optional
 from parsl_wq import allocation, monitor
 from parsl_wq.engine import load_work_queue
 from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone, TaskUsage
+from parsl_wq.waiting import ChannelWait
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
-WAIT_SECONDS = 1        # Work Queue's shortest wait while tasks run
+WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the executor ends it at once
 ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 
 
@@ -73,9 +74,11 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
 
 class Manager:
     def __init__(self, wq: ModuleType, queue, channel: Channel, config: ManagerConfig,
-                 monitor_binary: Optional[str] = None):
+                 monitor_binary: Optional[str] = None, wait_seconds: int = WAIT_SECONDS):
         self.wq = wq
         self.queue = queue
+        self.waiting = ChannelWait(wq, queue, channel.read_fd)
+        self.wait_seconds = wait_seconds
         self.monitor_binary = monitor_binary
         self.channel = channel
         self.config = config
@@ -99,13 +102,15 @@ class Manager:
                     return True
                 self.submit(message)
             if not self.queue.empty():
-                task = self.queue.wait(WAIT_SECONDS)
+                task = self.waiting.wait(self.wait_seconds)
                 if task is not None:
                     self.report(task)
 
     def submit(self, message: SubmitTask) -> None:
         try:
-            self.submitted.add(self.queue.submit(self.make_task(message)))
+            task = self.make_task(message)
+            self.submitted.add(self.queue.submit(task))
+            self.waiting.submitted(task)
         except Exception as e:
             self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
                                        f"Work Queue refused the task: {e!r}"))
@@ -173,7 +178,7 @@ class Manager:
         self.queue.shutdown_workers(0)
         deadline = time.monotonic() + (ORPHAN_GRACE if orphaned else 0)
         while time.monotonic() < deadline:
-            self.queue.wait(0)          # accepts connections even with no task
+            self.waiting.wait(1)        # accepts connections even with no task
             if self.queue.stats.workers_connected:
                 self.queue.shutdown_workers(0)
             time.sleep(0.1)
@@ -190,6 +195,9 @@ def main(argv) -> int:
         return 1
     channel.send(Ready(queue.port))
     manager = Manager(wq, queue, channel, config, monitor_binary)
+    if manager.waiting.fallback_reason:
+        print(f"a task submitted while others run can reach Work Queue up to a second late: "
+              f"{manager.waiting.fallback_reason}", file=sys.stderr, flush=True)
     stopped = False
     try:
         stopped = manager.serve()

@@ -3,13 +3,17 @@
 The process runs ``python -m parsl_wq.manager READ_FD WRITE_FD`` (see
 ``parsl_wq.manager``) in a session of its own, so that a Ctrl-C in the user's
 terminal reaches the user's process only; its output goes to ``manager.log``.
+Messages to the manager travel over a TCP connection on 127.0.0.1, which its
+Work Queue polls together with the workers (``parsl_wq.waiting``); its
+replies come back over a pipe.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import threading
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from parsl_wq.errors import ExecutorBroken
 from parsl_wq.messages import Channel, ManagerConfig, Ready, Stop
@@ -33,7 +37,7 @@ class ManagerProcess:
         Raises ExecutorBroken, with the manager's reason or the end of its log,
         if it does not report ready within START_TIMEOUT seconds.
         """
-        to_manager_r, to_manager_w = os.pipe()
+        to_manager_r, to_manager_w = _loopback_pair()
         from_manager_r, from_manager_w = os.pipe()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
@@ -95,3 +99,17 @@ class ManagerProcess:
                 return "".join(f.readlines()[-lines:]).strip() or "(manager.log is empty)"
         except OSError as e:
             return f"(no manager.log: {e})"
+
+
+def _loopback_pair() -> Tuple[int, int]:
+    """File descriptors of the two ends of a new TCP connection on 127.0.0.1: (read end, write end)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        writer = socket.create_connection(listener.getsockname(), timeout=START_TIMEOUT)
+        writer.settimeout(None)
+        writer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)    # each message is one write: send it now
+        while True:     # another local process could connect first: take only our own connection
+            reader, peer = listener.accept()
+            if peer == writer.getsockname():
+                break
+            reader.close()
+    return reader.detach(), writer.detach()
