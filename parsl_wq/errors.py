@@ -225,6 +225,9 @@ RESULT_EXPLANATIONS = {
     "DISK_ALLOC_FULL": "the task filled the disk allocated to its sandbox",
     "RMONITOR_ERROR": "the resource monitor wrapping the task failed",
     "NOT_SUBMITTED": "Work Queue refused to accept the task",
+    "WARM_PROCESS_LOST": "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
+                         "died while running the app, or the app ran past Work Queue's one-hour limit for a "
+                         "coprocess call; later apps run in a new warm process",
 }
 
 

@@ -50,26 +50,22 @@ from parsl.utils import RepresentationMixin
 from parsl_wq import security, serialize
 from parsl_wq.allocation import MODES
 from parsl_wq.engine import features, load_work_queue
-from parsl_wq.errors import (ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError,
-                             SerializationFailed)
+from parsl_wq.errors import ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError
 from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.files import FilePlanner
 from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
-from parsl_wq.messages import FileTransfer, ManagerConfig, SubmitTask, TaskDone
+from parsl_wq.messages import ManagerConfig, SubmitTask, TaskDone
 from parsl_wq.monitor import DEFAULT_INTERVAL
-from parsl_wq.outcomes import UNPACK_FAILED, task_outcome
-from parsl_wq.pack import PackedEnvironment, Packer
+from parsl_wq.outcomes import task_outcome
+from parsl_wq.pack import Packer
 from parsl_wq.pack.cache import default_cache_dir
 from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
+from parsl_wq.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, warm_launcher
 from parsl_wq.usage import UsageSummary, monitoring_record
 
 logger = logging.getLogger(__name__)
 
 WORK_QUEUE_DEFAULT_PORT = 9123
-RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
-UNPACKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unpack.sh")
-EXIT_UNPACK_FAILED = 3      # the task's exit code when its environment could not be unpacked
-NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
 DEFAULT_CATEGORY = "parsl-default"
 
 
@@ -217,8 +213,12 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     function_dir : str, optional
         Where task files are written. Default: under the run directory.
     coprocess : bool
-        Parsl's parameter for running apps in Work Queue coprocesses. Not built
-        yet: True fails at construction on every engine.
+        Warm workers: run apps in a warm Python that each worker keeps per core
+        (a Work Queue coprocess, cctools 7.x), each app in a fork of it. An
+        app's imports and its function stay loaded for the next apps, and no
+        Python starts per app; what an app changes ends with its fork (see
+        docs/warm.md). Default False: each app starts a fresh Python. On an
+        engine without coprocesses (Debian's 9.9) True fails at construction.
     scaling_cores_per_worker : int
         Cores a worker is expected to have, for Parsl's scaling.
     remote_monitoring_radio : RadioConfig, optional
@@ -314,7 +314,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._outstanding_slots = 0
         self._learned_cores: Dict[str, int] = {}
         self.usage_summary = UsageSummary()
-        self._written_functions: set = set()
         self._manager: Optional[ManagerProcess] = None
         self._factory: Optional[FactoryProcess] = None
         self._packer: Optional[Packer] = None
@@ -329,8 +328,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _check_configuration(self) -> None:
         self._engine = features(load_work_queue())
         if self.coprocess:
-            raise ConfigurationError("coprocess", True, "parsl_wq does not run apps in coprocesses yet, on any "
-                                     f"engine (the one found is {self._engine.description}); use coprocess=False")
+            self._check_warm()
         self._check_tls()
         if (self.extra_pkgs or self.pack_cache_dir) and not self.pack:
             raise ConfigurationError("pack", False, "pack=True: extra_pkgs and pack_cache_dir only "
@@ -355,7 +353,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self.allocation_mode not in (None, "fixed") and not self.autolabel:
             raise ConfigurationError("allocation_mode", self.allocation_mode,
                                      "learning allocations needs measurements: set autolabel=True as well")
-        self._mode = self.allocation_mode or ("max-seen" if self.autolabel else "fixed")
+        self._mode = self.allocation_mode or ("max-seen" if self.autolabel and not self.coprocess else "fixed")
         self._category_max = check_category_table("category_max_resources", self.category_max_resources)
         self._category_first = check_category_table("category_first_allocation",
                                                     self.category_first_allocation)
@@ -368,6 +366,19 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             raise ConfigurationError("max_retries", self.max_retries, "None (no limit) or an int >= 0")
         if self.scaling_cores_per_worker < 1:
             raise ConfigurationError("scaling_cores_per_worker", self.scaling_cores_per_worker, "an int >= 1")
+
+    def _check_warm(self) -> None:
+        if not self._engine.coprocess:
+            raise ConfigurationError("coprocess", True, "warm workers need Work Queue's coprocesses, which cctools "
+                                     "7.x has (conda-forge's ndcctools; 7.17.1 is tested); the one found is "
+                                     f"{self._engine.description}. Use coprocess=False")
+        if self.allocation_mode not in (None, "fixed"):
+            raise ConfigurationError("allocation_mode", self.allocation_mode, "\"fixed\" with coprocess=True: Work "
+                                     "Queue learns allocations from its resource monitor, which does not run "
+                                     "warm apps; use coprocess=False to learn them")
+        if self.pack:
+            raise ConfigurationError("pack", True, "pack=False with coprocess=True: warm workers run apps with "
+                                     "the worker's Python; use coprocess=False to ship packed environments")
 
     def _check_tls(self) -> None:
         if self.ssl in (None, False):
@@ -395,11 +406,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._data_dir = os.path.join(self._log_dir, "function_data")
         else:
             self._data_dir = os.path.join(self.function_dir, self.run_id or str(time.time()), self.label)
-        self._function_cache_dir = os.path.join(self._data_dir, "functions")
-        for folder in (self._log_dir, self._data_dir, self._function_cache_dir):
-            os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.makedirs(self._log_dir, mode=0o700, exist_ok=True)
+        self._task_files = TaskFiles(self._data_dir, TaskOptions(
+            python=sys.executable, monitored=self.autolabel, shared_fs=self.shared_fs,
+            init_command=self.init_command, env=dict(self.env or {}), max_retries=self.max_retries,
+            warm=self.coprocess, monitor_interval=self.monitor_interval))
+        self._task_files.create_folders()
+        self._function_cache_dir = self._task_files.function_dir
         self._files = FilePlanner(self.shared_fs, self.use_cache)
-        self._python = shlex.quote(sys.executable)
+        self._warm_launcher = warm_launcher(self._log_dir, sys.executable) if self.coprocess else None
         if self.pack:
             self._packer = Packer(self.pack_cache_dir or default_cache_dir(), self.extra_pkgs or ())
 
@@ -487,6 +502,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             parts += ["--password", shlex.quote(self._password_file)]
         if self._tls_files:
             parts.append("--ssl")
+        if self._warm_launcher:
+            parts += ["--coprocess", shlex.quote(self._warm_launcher)]
         if self.worker_options:
             parts.append(self.worker_options)
         if self.project_name:
@@ -528,14 +545,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             task_id = self._next_id
             self._next_id += 1
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
-        function_name, function_file = self._write_function(func)
-        with open(self._task_path(task_id, "task"), "wb") as f:
-            f.write(_pickle(f"the arguments of app {_name(func)}", (task_args, task_kwargs)))
+        function_name, function_file = self._task_files.write_function(func)
+        self._task_files.write_arguments(task_id, func, task_args, task_kwargs)
 
         future = TaskFuture()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
         category = self._category(func, resources)
-        inputs = (RUNNER, os.path.join(self._function_cache_dir, function_name), self._task_path(task_id, "task"))
+        inputs = self._task_files.inputs(task_id, function_name)
         record = _Submitted(slots=self._slots(category, resources), category=category,
                             declares_cores=resources.cores is not None,
                             monitoring_ids=_monitoring_ids(kwargs),
@@ -544,7 +560,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._tasks[task_id] = future
             self._submitted[task_id] = record
             self._outstanding_slots += record.slots
-        message = functools.partial(self._submit_message, task_id, function_name, category, resources, staging)
+        message = functools.partial(self._task_files.message, task_id, function_name, category, resources, staging)
         if self._packer is None:
             self._send(message(None))
         else:       # sent when the environment is ready; submit() never waits for a build
@@ -573,24 +589,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             record = self._submitted.pop(task_id, None)
             if record is not None:
                 self._outstanding_slots -= record.slots
-        _remove(self._task_path(task_id, "task"))
+        self._task_files.remove(task_id)
         if future is not None and not future.done():
             future.set_exception(error)
-
-    def _write_function(self, func: Callable) -> Tuple[str, bytes]:
-        data = _pickle(f"the function of app {_name(func)}", func, serialize.serialize_function)
-        name = f"pwq_fn_{serialize.function_digest(data)}.pkl"
-        if name not in self._written_functions:
-            path = os.path.join(self._function_cache_dir, name)
-            temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(temporary, "wb") as f:
-                f.write(data)
-            os.replace(temporary, path)
-            self._written_functions.add(name)
-        return name, data
-
-    def _task_path(self, task_id: int, kind: str) -> str:
-        return os.path.join(self._data_dir, f"{task_id}.{kind}")
 
     def _category(self, func: Callable, resources: Resources) -> str:
         if resources.category is not None:
@@ -604,46 +605,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if resources.cores is None and category in self._learned_cores:
             return self._learned_cores[category]
         return resources.slots(self.scaling_cores_per_worker)
-
-    def _run_runner(self, python: str, function_name: str) -> str:
-        """The shell command that runs the runner, such that a death by signal N ends the task with exit code 128 + N.
-
-        Under the resource monitor (autolabel) both engines report that for an
-        exec'd Python; without it they report a bare N, so there the shell
-        outlives Python and turns N into 128 + N. (A shell between the monitor
-        and Python would halve monitored throughput: 23 -> 12 tasks/s here.)
-        """
-        run = f"{python} pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl"
-        return f"exec {run}" if self.autolabel else f"{run}; exit $?"
-
-    def _submit_message(self, task_id, function_name, category, resources, staging,
-                        environment: Optional[PackedEnvironment]) -> SubmitTask:
-        inputs = [FileTransfer(RUNNER, "pwq_runner.py", cache=True),
-                  FileTransfer(os.path.join(self._function_cache_dir, function_name), function_name, cache=True),
-                  FileTransfer(self._task_path(task_id, "task"), "pwq_task.pkl", cache=False)]
-        if environment is None:
-            command = f"PY={self._python}; [ -x \"$PY\" ] || PY=python3; " + self._run_runner('"$PY"', function_name)
-        else:
-            tarball = f"pwq_env_{environment.name}.tar.gz"
-            inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
-                       FileTransfer(environment.tarball, tarball, cache=True)]
-            command = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
-                       f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
-                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; " + self._run_runner('"$ENV/bin/python"', function_name))
-        command = staging.shell_steps() + command
-        if self.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
-            command = (f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; TMP=\"$TMPDIR\"; TEMP=\"$TMPDIR\"; "
-                       f"export TMPDIR TMP TEMP; {command}")
-        if self.init_command:
-            command = f"{self.init_command}; {command}"
-        inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
-        outputs = [FileTransfer(self._task_path(task_id, "result"), "pwq_result.pkl", cache=False)]
-        outputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
-        requested = {k: getattr(resources, k) for k in ("cores", "memory", "disk", "gpus", "priority",
-                                                         "running_time_min") if getattr(resources, k) is not None}
-        return SubmitTask(task_id=task_id, command=command, category=category,
-                          inputs=tuple(_unique(inputs)), outputs=tuple(_unique(outputs)),
-                          resources=requested, env=dict(self.env or {}), max_retries=self.max_retries)
 
     # ---------------------------------------------------------------- results
 
@@ -686,10 +647,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 future.set_exception(DeliveryFailed(done.task_id, e))
 
     def _resolve(self, done: TaskDone, future: Optional[Future], record: Optional[_Submitted]) -> None:
-        ok, value = task_outcome(done, self._task_path(done.task_id, "result"),
+        ok, value = task_outcome(done, self._task_files.path(done.task_id, "result"),
                                  record.inputs if record is not None else ())
-        for kind in ("task", "result"):
-            _remove(self._task_path(done.task_id, kind))
+        self._task_files.remove(done.task_id)
         if done.usage is not None and record is not None:
             try:
                 self._account(done, record, ok)
@@ -808,18 +768,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self.provider.cancel(active)
 
 
-def _pickle(what: str, obj: Any, dumps: Callable[[Any], bytes] = serialize.dumps) -> bytes:
-    """``dumps(obj)``; any failure, SystemExit from a ``__reduce__`` included, is a SerializationFailed."""
-    try:
-        return dumps(obj)
-    except BaseException as e:
-        raise SerializationFailed(what, e) from e
-
-
-def _name(func: Callable) -> str:
-    return getattr(serialize.unwrap(func), "__name__", repr(func))
-
-
 def _is_host_port(text: str) -> bool:
     host, _, port = text.rpartition(":")
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
@@ -830,17 +778,3 @@ def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:
     if "_parsl_monitoring_task_id" not in kwargs:
         return None
     return kwargs["_parsl_monitoring_task_id"], kwargs["_parsl_monitoring_try_id"]
-
-
-def _unique(transfers: List[FileTransfer]) -> List[FileTransfer]:
-    seen = {}
-    for t in transfers:
-        seen.setdefault(t.remote, t)
-    return list(seen.values())
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

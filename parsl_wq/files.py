@@ -40,11 +40,16 @@ class Staging:
         """Shell commands to run in the sandbox before the app: create the folders of outputs
         (Work Queue creates those of inputs only) and move files to append to into place."""
         steps = []
-        output_dirs = sorted({os.path.dirname(f.remote) for f in self.outputs} - {""})
+        output_dirs = self.output_dirs()
         if output_dirs:
             steps.append("mkdir -p " + " ".join(shlex.quote(d) for d in output_dirs))
         steps += [f"mv -f {shlex.quote(sent)} {shlex.quote(final)}" for sent, final in self.renames]
         return "".join(step + "; " for step in steps)
+
+
+    def output_dirs(self) -> List[str]:
+        """Folders in the sandbox that the app's output files go to."""
+        return sorted({os.path.dirname(f.remote) for f in self.outputs} - {""})
 
 
 def sandbox_name(path: str) -> str:

@@ -20,13 +20,14 @@ Conversation over the channel (see ``parsl_wq.messages``)::
                                    are told to leave again
 """
 
+import dataclasses
 import os
 import sys
 import time
 from types import ModuleType
 from typing import Optional
 
-from parsl_wq import allocation, monitor
+from parsl_wq import allocation, monitor, warm
 from parsl_wq.engine import load_work_queue
 from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone, TaskUsage
 from parsl_wq.waiting import ChannelWait
@@ -86,6 +87,7 @@ class Manager:
                              for n in dir(wq) if n.startswith("WORK_QUEUE_RESULT_")}
         self.categories = set()
         self.submitted = set()   # Work Queue ids of tasks not yet reported
+        self.warm = set()        # those of them that run in a coprocess
 
     def serve(self) -> bool:
         """Submit what arrives, report what finishes, until told to stop.
@@ -109,26 +111,33 @@ class Manager:
     def submit(self, message: SubmitTask) -> None:
         try:
             task = self.make_task(message)
-            self.submitted.add(self.queue.submit(task))
+            task_id = self.queue.submit(task)
+            self.submitted.add(task_id)
+            if message.call is not None:
+                self.warm.add(task_id)
             self.waiting.submitted(task)
         except Exception as e:
             self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
                                        f"Work Queue refused the task: {e!r}"))
 
     def make_task(self, message: SubmitTask):
-        task = self.wq.Task(message.command)
+        if message.call is None:
+            task = self.wq.Task(message.command)
+        else:       # a coprocess gets neither the task's environment nor the resource monitor
+            task = self.wq.RemoteTask(warm.FUNCTION, warm.NAME, **message.call)
         task.specify_tag(str(message.task_id))
         task.specify_category(message.category)
         self.configure_category(message.category)
         for name, value in message.resources.items():
             getattr(task, "specify_" + name)(value)
-        for name, value in message.env.items():
-            task.specify_environment_variable(name, value)
+        if message.call is None:
+            for name, value in message.env.items():
+                task.specify_environment_variable(name, value)
         if message.max_retries is not None:
             task.specify_max_retries(message.max_retries)
         for f in message.inputs:
             task.specify_input_file(f.local, f.remote, cache=f.cache)
-        if self.monitor_binary:
+        if self.monitor_binary and message.call is None:
             task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=True)
         for f in message.outputs:
             task.specify_output_file(f.local, f.remote, cache=f.cache)
@@ -144,14 +153,33 @@ class Manager:
 
     def report(self, task) -> None:
         self.submitted.discard(task.id)
-        output = (task.output or "")[-OUTPUT_TAIL:]
+        result_name = self.result_names.get(task.result, str(task.result))
+        usage = self.usage(task)
+        if task.id in self.warm:
+            self.warm.discard(task.id)
+            self.channel.send(self.warm_done(task, result_name, usage))
+            return
         self.channel.send(TaskDone(
             task_id=int(task.tag),
             result=task.result,
-            result_name=self.result_names.get(task.result, str(task.result)),
+            result_name=result_name,
             exit_code=task.return_status,
-            output=output,
-            usage=self.usage(task)))
+            output=(task.output or "")[-OUTPUT_TAIL:],
+            usage=usage))
+
+    def warm_done(self, task, result_name: str, usage: TaskUsage) -> TaskDone:
+        """A coprocess task's output is the warm host's answer: the app's exit code, output and usage."""
+        answer = warm.read_answer(task.output or "")
+        if answer is None:
+            if result_name in ("SUCCESS", "OUTPUT_MISSING"):    # the coprocess ran, but did not answer
+                result_name = "WARM_PROCESS_LOST"
+            return TaskDone(int(task.tag), task.result, result_name, -1, (task.output or "")[-OUTPUT_TAIL:], usage)
+        if answer["exceeded"]:
+            result_name = "RESOURCE_EXHAUSTION"
+        usage = dataclasses.replace(usage, measured=answer["usage"] if self.config.monitor else {},
+                                    exceeded=answer["exceeded"])
+        return TaskDone(int(task.tag), task.result, result_name, answer["exit_code"],
+                        answer["output"][-OUTPUT_TAIL:], usage)
 
     def usage(self, task) -> TaskUsage:
         return TaskUsage(

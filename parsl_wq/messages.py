@@ -63,6 +63,7 @@ class SubmitTask:
     resources: Dict[str, Any] = field(default_factory=dict)
     env: Dict[str, str] = field(default_factory=dict)
     max_retries: Optional[int] = None
+    call: Optional[Dict[str, Any]] = None   # warm execution: what the coprocess runs (``command`` is unused)
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,21 @@ TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
 
 
-def main(argv):
+def main(argv, functions=None):
+    """Run the call; returns the exit code.
+
+    ``functions`` (warm execution, ``parsl_wq.warm``) maps function file names
+    to functions already loaded; a function loaded here is added to it.
+    """
     function_file, task_file = argv[1:3]
     result_file = os.path.abspath(argv[3])      # the app may change the working directory
     try:
-        function = load_function(function_file)
+        if functions is not None and function_file in functions:
+            function = functions[function_file]
+        else:
+            function = load_function(function_file)
+            if functions is not None:
+                functions[function_file] = function
         args, kwargs = load_pickle(task_file)
     except BaseException as e:
         outcome = failure(e)

@@ -167,7 +167,7 @@ def test_a_raising_done_callback_neither_escapes_nor_skips_the_next(raised):
 
 
 def test_submit_side_pickling_failure_names_the_app_and_never_raises_a_base_exception():
-    from parsl_wq.executor import _pickle
+    from parsl_wq.tasks import pickle_or_fail as _pickle
 
     class ExitsWhenPickled:
         def __reduce__(self):
@@ -199,8 +199,9 @@ def test_a_collector_that_cannot_go_on_breaks_the_executor_and_fails_every_pendi
 
 def test_a_failure_while_resolving_one_task_fails_that_task_only(tmp_path):
     from parsl_wq import WorkQueueExecutor
+    from parsl_wq.tasks import TaskFiles
     executor = WorkQueueExecutor(port=0)
-    executor._data_dir = str(tmp_path)
+    executor._task_files = TaskFiles(str(tmp_path), options=None)
     first, second = TaskFuture(), TaskFuture()
     executor._tasks.update({1: first, 2: second})
     (tmp_path / "2.result").write_bytes(pickle.dumps({"ok": True, "value": "two"}))

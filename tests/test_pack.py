@@ -16,7 +16,7 @@ from parsl import bash_app, python_app
 import pack_apps
 from parsl_wq import serialize
 from parsl_wq.errors import TaskFailure
-from parsl_wq.executor import UNPACKER
+from parsl_wq.tasks import UNPACKER
 from parsl_wq.pack import Packer, conda
 from parsl_wq.pack.elf import runpath
 from parsl_wq.pack.resolve import LocalSource, Requirements

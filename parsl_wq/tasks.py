@@ -1,0 +1,192 @@
+"""How one app invocation becomes a Work Queue task: its files on the submit side and what the worker runs.
+
+Submit side, per run (``TaskFiles``)::
+
+    DATA_DIR/functions/pwq_fn_DIGEST.pkl   the app's function, once per content, cached on workers
+    DATA_DIR/ID.task                       the call's (args, kwargs), sent with task ID
+    DATA_DIR/ID.result                     the runner's result, brought back by Work Queue
+
+A cold task runs a shell command that starts a Python with the runner
+(``parsl_wq.runner``). A warm task (``coprocess=True``) names the same files
+in a ``call`` that a warm Python on the worker serves (``parsl_wq.warm``).
+"""
+
+import os
+import shlex
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from parsl_wq import serialize
+from parsl_wq.errors import SerializationFailed
+from parsl_wq.files import Staging
+from parsl_wq.messages import FileTransfer, SubmitTask
+from parsl_wq.outcomes import UNPACK_FAILED
+from parsl_wq.pack import PackedEnvironment
+from parsl_wq.resources import Resources
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNNER = os.path.join(HERE, "runner.py")
+UNPACKER = os.path.join(HERE, "unpack.sh")
+WARM_HOST = os.path.join(HERE, "warm.py")
+EXIT_UNPACK_FAILED = 3      # the task's exit code when its environment could not be unpacked
+NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
+REQUESTS = ("cores", "memory", "disk", "gpus", "priority", "running_time_min")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """The executor's settings that shape every task."""
+    python: str                 # the submit side's interpreter, tried first on the worker
+    monitored: bool             # autolabel: cold tasks run under Work Queue's resource monitor
+    shared_fs: bool
+    init_command: str
+    env: Dict[str, str]
+    max_retries: Optional[int]
+    warm: bool                  # coprocess=True
+    monitor_interval: Optional[int]
+
+
+class TaskFiles:
+    """The submit side's files of each task, and the SubmitTask that sends them."""
+
+    def __init__(self, data_dir: str, options: TaskOptions):
+        self.data_dir = data_dir
+        self.function_dir = os.path.join(data_dir, "functions")
+        self.options = options
+        self._written_functions: set = set()
+
+    def create_folders(self) -> None:
+        for folder in (self.data_dir, self.function_dir):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+
+    def path(self, task_id: int, kind: str) -> str:
+        return os.path.join(self.data_dir, f"{task_id}.{kind}")
+
+    def function_path(self, function_name: str) -> str:
+        return os.path.join(self.function_dir, function_name)
+
+    def write_function(self, func: Callable) -> Tuple[str, bytes]:
+        """The function file's name (from its content) and content, written once per content."""
+        data = pickle_or_fail(f"the function of app {app_name(func)}", func, serialize.serialize_function)
+        name = f"pwq_fn_{serialize.function_digest(data)}.pkl"
+        if name not in self._written_functions:
+            path = self.function_path(name)
+            temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(temporary, "wb") as f:
+                f.write(data)
+            os.replace(temporary, path)
+            self._written_functions.add(name)
+        return name, data
+
+    def write_arguments(self, task_id: int, func: Callable, args: Any, kwargs: Any) -> None:
+        with open(self.path(task_id, "task"), "wb") as f:
+            f.write(pickle_or_fail(f"the arguments of app {app_name(func)}", (args, kwargs)))
+
+    def remove(self, task_id: int) -> None:
+        for kind in ("task", "result"):
+            try:
+                os.remove(self.path(task_id, kind))
+            except FileNotFoundError:
+                pass
+
+    def inputs(self, task_id: int, function_name: str) -> Tuple[str, ...]:
+        """Submit-side paths of the files every task of this kind carries."""
+        files = (self.function_path(function_name), self.path(task_id, "task"))
+        return files if self.options.warm else (RUNNER,) + files
+
+    def message(self, task_id: int, function_name: str, category: str, resources: Resources,
+                staging: Staging, environment: Optional[PackedEnvironment]) -> SubmitTask:
+        inputs = [FileTransfer(self.function_path(function_name), function_name, cache=True),
+                  FileTransfer(self.path(task_id, "task"), "pwq_task.pkl", cache=False)]
+        requested = {k: getattr(resources, k) for k in REQUESTS if getattr(resources, k) is not None}
+        if self.options.warm:
+            command, call = "", self.warm_call(function_name, requested, staging)
+        else:
+            inputs.insert(0, FileTransfer(RUNNER, "pwq_runner.py", cache=True))
+            command, call = self.command(function_name, staging, environment, inputs), None
+        inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
+        outputs = [FileTransfer(self.path(task_id, "result"), "pwq_result.pkl", cache=False)]
+        outputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
+        return SubmitTask(task_id=task_id, command=command, category=category,
+                          inputs=tuple(unique(inputs)), outputs=tuple(unique(outputs)), resources=requested,
+                          env=dict(self.options.env), max_retries=self.options.max_retries, call=call)
+
+    def command(self, function_name: str, staging: Staging, environment: Optional[PackedEnvironment],
+                inputs: List[FileTransfer]) -> str:
+        """The shell command of a cold task (``inputs`` grows by what a packed environment needs)."""
+        if environment is None:
+            command = (f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
+                       + self.run_runner('"$PY"', function_name))
+        else:
+            tarball = f"pwq_env_{environment.name}.tar.gz"
+            inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
+                       FileTransfer(environment.tarball, tarball, cache=True)]
+            command = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
+                       f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
+                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; " + self.run_runner('"$ENV/bin/python"', function_name))
+        command = staging.shell_steps() + command
+        if self.options.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
+            command = (f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; TMP=\"$TMPDIR\"; TEMP=\"$TMPDIR\"; "
+                       f"export TMPDIR TMP TEMP; {command}")
+        if self.options.init_command:
+            command = f"{self.options.init_command}; {command}"
+        return command
+
+    def run_runner(self, python: str, function_name: str) -> str:
+        """The shell command that runs the runner, such that a death by signal N ends the task with exit code 128 + N.
+
+        Under the resource monitor (autolabel) both engines report that for an
+        exec'd Python; without it they report a bare N, so there the shell
+        outlives Python and turns N into 128 + N. (A shell between the monitor
+        and Python would halve monitored throughput: 23 -> 12 tasks/s here.)
+        """
+        run = f"{python} pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl"
+        return f"exec {run}" if self.options.monitored else f"{run}; exit $?"
+
+    def warm_call(self, function_name: str, requested: Dict[str, Any], staging: Staging) -> Dict[str, Any]:
+        """What the warm host on the worker needs to run the app (JSON: it travels as the coprocess's input)."""
+        env = dict(self.options.env)
+        if requested.get("cores"):      # as Work Queue sets them for a cold task
+            env.update(CORES=str(requested["cores"]), OMP_NUM_THREADS=str(requested["cores"]))
+        for name in ("memory", "disk", "gpus"):
+            if requested.get(name):
+                env[name.upper()] = str(requested[name])
+        limits = {}
+        if self.options.monitored:
+            limits = {k: v for k, v in (("memory", requested.get("memory")),
+                                        ("wall_time", 60 * requested["running_time_min"]
+                                         if requested.get("running_time_min") else None)) if v}
+        return {"function": function_name, "env": env, "limits": limits,
+                "interval": self.options.monitor_interval or 1,
+                "node_tmpdir": NODE_TMPDIR if self.options.shared_fs else None,
+                "output_dirs": staging.output_dirs(), "renames": [list(r) for r in staging.renames]}
+
+
+def warm_launcher(folder: str, python: str) -> str:
+    """Write the executable that ``work_queue_worker --coprocess`` starts; returns its path."""
+    path = os.path.join(folder, "pwq-warm")
+    with open(path, "w") as f:
+        f.write(f"#!/bin/sh\nPY={shlex.quote(python)}; [ -x \"$PY\" ] || PY=python3\n"
+                f"exec \"$PY\" {shlex.quote(WARM_HOST)}\n")
+    os.chmod(path, 0o700)
+    return path
+
+
+def pickle_or_fail(what: str, obj: Any, dumps: Callable[[Any], bytes] = serialize.dumps) -> bytes:
+    """``dumps(obj)``; any failure, SystemExit from a ``__reduce__`` included, is a SerializationFailed."""
+    try:
+        return dumps(obj)
+    except BaseException as e:
+        raise SerializationFailed(what, e) from e
+
+
+def app_name(func: Callable) -> str:
+    return getattr(serialize.unwrap(func), "__name__", repr(func))
+
+
+def unique(transfers: List[FileTransfer]) -> List[FileTransfer]:
+    seen: Dict[str, FileTransfer] = {}
+    for t in transfers:
+        seen.setdefault(t.remote, t)
+    return list(seen.values())
