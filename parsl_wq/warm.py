@@ -35,6 +35,7 @@ the app process with it.
 Standard library only: this runs with any Python 3 on the worker.
 """
 
+import faulthandler
 import importlib
 import importlib.util
 import json
@@ -52,11 +53,14 @@ LEARNED = "pwq_learned.json"  # what an app imported, for its host to import too
 OUTPUT_TAIL = 4000           # characters of output sent back
 RESTART_PAUSE = 0.5          # seconds between a host's death and its replacement
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
+PR_SET_PDEATHSIG = 1
 
 
 # ---------------------------------------------------------------- supervisor
 
 def main():
+    die_with_parent()
+    parent = os.getppid()
     listener = socket.create_server(("127.0.0.1", 0))
     announce(listener.getsockname()[1])
     host = None
@@ -64,7 +68,7 @@ def main():
         if host is None:
             host = start_host(listener)
         readable, _, _ = select.select([sys.stdin.fileno()], [], [], 1.0)
-        if readable and not os.read(sys.stdin.fileno(), 1):     # the worker is gone
+        if (readable and not os.read(sys.stdin.fileno(), 1)) or os.getppid() != parent:     # the worker is gone
             stop_host(host)
             return 0
         ended, status = os.waitpid(host, os.WNOHANG)
@@ -89,6 +93,8 @@ def start_host(listener):
         return pid
     try:
         os.setpgid(0, 0)
+        die_with_parent()
+        faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
         Host(listener, os.getcwd()).serve_forever()
     finally:
         os._exit(1)
@@ -275,11 +281,17 @@ def run_app(runner, functions, sandbox, call):
 
 
 def die_with_parent():
+    """Be killed when the parent process ends (Linux), so that no process outlives its worker."""
+    if LIBC is not None:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def load_libc():
     try:
         import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+        return ctypes.CDLL(None)
+    except (ImportError, OSError):
+        return None
 
 
 def redirect_output(path):
@@ -323,6 +335,8 @@ def write_learned(sandbox, before, function_loaded):
         if path and os.path.abspath(path).startswith(sandbox + os.sep):
             continue    # shipped with this task: gone with its sandbox
         modules.append(name)
+    if not modules and not function_loaded:
+        return
     try:
         with open(os.path.join(sandbox, LEARNED), "w") as f:
             json.dump({"modules": modules, "function_loaded": function_loaded}, f)
@@ -336,6 +350,8 @@ def load_runner():
     spec.loader.exec_module(module)
     return module
 
+
+LIBC = load_libc()
 
 if __name__ == "__main__":
     sys.exit(main())

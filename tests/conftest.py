@@ -27,9 +27,22 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def worker_processes():
-    """work_queue_worker processes that are children of this test run."""
-    return [p for p in psutil.process_iter(["name"])
-            if p.info["name"] == "work_queue_worker" and _started_by_us(p)]
+    """work_queue_worker processes, and warm hosts (their coprocesses), that are children of this test run."""
+    return [p for p in psutil.process_iter(["name", "cmdline"])
+            if (p.info["name"] == "work_queue_worker" or _is_warm_host(p.info["cmdline"])) and _started_by_us(p)]
+
+
+def _is_warm_host(cmdline):
+    return bool(cmdline) and any(part.endswith(os.path.join("parsl_wq", "warm.py")) for part in cmdline)
+
+
+def engine_has_coprocesses():
+    from parsl_wq.engine import features, load_work_queue
+    return features(load_work_queue()).coprocess
+
+
+# Tests that use the dfk fixture run with cold workers, and also with warm ones where the engine has coprocesses.
+MODES = ["cold", "warm"] if engine_has_coprocesses() else ["cold"]
 
 
 def _started_by_us(process):
@@ -68,16 +81,16 @@ def hosts(tmp_path, no_leftover_workers):
     h.down()
 
 
-@pytest.fixture(scope="module")
-def dfk(tmp_path_factory):
-    """A Parsl DataFlowKernel with one parsl_wq executor and one local worker."""
+@pytest.fixture(scope="module", params=MODES)
+def dfk(request, tmp_path_factory):
+    """A Parsl DataFlowKernel with one parsl_wq executor and one local worker, cold or warm (coprocess=True)."""
     import parsl
     from parsl.config import Config
 
     from parsl_wq import WorkQueueExecutor
 
     run_dir = tmp_path_factory.mktemp("runinfo")
-    executor = WorkQueueExecutor(port=0, env={"PARSL_WQ_TEST_VAR": "from-env"})
+    executor = WorkQueueExecutor(port=0, env={"PARSL_WQ_TEST_VAR": "from-env"}, coprocess=request.param == "warm")
     kernel = parsl.load(Config(executors=[executor], run_dir=str(run_dir), strategy="none"))
     yield kernel
     kernel.cleanup()
