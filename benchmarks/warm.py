@@ -19,7 +19,9 @@ machine (2 cores), Work Queue workers with ``--cores 2`` (and a fixed
 Workloads (columns), in this order after ``parsl.load``:
 
     first    seconds from just before ``parsl.load`` to the result of one no-op
-             app (always run: it also makes sure a worker is up)
+             app (always run: it also makes sure a worker is up). Parsl's own
+             executors start their block at the first strategy poll
+             (``Config.strategy_period``, 5 s); parsl_wq's ``start`` does it
     chain    seconds for --chain dependent apps, each importing pandas and
              summing a 100-row DataFrame plus its input, from the first submit
              to the last result; also the ratio to HTEX
@@ -323,7 +325,7 @@ def print_line(line: List[str], widths: List[int]) -> None:
     print("| " + " | ".join(padded) + " |")
 
 
-def print_notes(results: List[Result], args) -> None:
+def print_notes(results: List[Result]) -> None:
     tasks = {r.row.title: r.noop_tasks for r in results if r.noop_tasks}
     if tasks:
         print("noop apps per row: " + ", ".join(f"{title} {n}" for title, n in tasks.items()))
@@ -391,7 +393,7 @@ def main(argv=None) -> None:
             results.append(run_row(row, args, row_folder))
     add_ratios(results)
     print_table(results)
-    print_notes(results, args)
+    print_notes(results)
 
 
 if __name__ == "__main__":

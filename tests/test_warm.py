@@ -1,0 +1,131 @@
+"""Warm workers (coprocess=True): imports paid once per warm process, apps kept apart, crashes contained.
+
+Real work_queue_worker processes with their coprocesses; cctools 7.x only
+(the refusal on engines without coprocesses is in test_lifecycle.py). The
+crash table and the integration tests also run warm (conftest's ``dfk``).
+"""
+
+import os
+import signal
+import subprocess
+
+import parsl
+import psutil
+import pytest
+from parsl.config import Config
+from parsl.providers import LocalProvider
+
+import warm_apps
+from conftest import engine_has_coprocesses, wait_until, worker_processes
+from parsl_wq import WorkQueueExecutor, resource_usage
+from parsl_wq.errors import ConfigurationError, ResourceExhausted, TaskFailure
+
+pytestmark = pytest.mark.skipif(not engine_has_coprocesses(), reason="this Work Queue has no coprocesses")
+TIMEOUT = 60
+
+
+@pytest.fixture
+def warm(tmp_path, no_leftover_workers, monkeypatch):
+    """Load a warm executor whose one local worker has ``cores`` cores (one warm process per core)."""
+    kernels = []
+
+    def load(cores=1, **options):
+        monkeypatch.setenv("PWQ_PROBE_LOG", str(tmp_path / "imports.log"))   # the worker inherits it
+        executor = WorkQueueExecutor(port=0, coprocess=True, worker_options=f"--cores {cores}", **options)
+        kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
+        return executor
+    yield load
+    for kernel in kernels:
+        kernel.cleanup()
+
+
+def imports_logged(tmp_path):
+    with open(tmp_path / "imports.log") as f:
+        return f.read().split()
+
+
+def test_an_import_is_paid_once_per_warm_process(warm, tmp_path):
+    warm(cores=1)
+    calls = [warm_apps.use_probe().result(timeout=TIMEOUT) for _ in range(8)]
+    app_pids = {pid for pid, _ in calls}
+    # The first app imports the module in its fork; its warm process then imports it once, for good.
+    assert len(imports_logged(tmp_path)) == 2
+    assert len(app_pids) == 8                                   # each app ran in a process of its own
+    host = calls[1][1]
+    assert all(imported_in == host and pid != host for pid, imported_in in calls[1:])
+
+
+def test_apps_do_not_see_what_earlier_apps_changed(warm):
+    warm(cores=1)
+    assert warm_apps.change_everything().result(timeout=TIMEOUT) == "changed"
+    assert warm_apps.look_for_changes().result(timeout=TIMEOUT) == {
+        "state": [], "env": None, "path": False, "cwd_is_sandbox": True}
+
+
+def test_a_warm_process_killed_mid_app_fails_that_app_and_is_replaced(warm, tmp_path):
+    warm(cores=1)
+    marker = str(tmp_path / "started")
+    future = warm_apps.report_then_sleep(marker, 120)
+    assert wait_until(lambda: os.path.exists(marker), timeout=TIMEOUT)
+    app, host = map(int, open(marker).read().split())
+    os.kill(host, signal.SIGKILL)
+    exc = future.exception(timeout=TIMEOUT)
+    assert type(exc) is TaskFailure and exc.result == "WARM_PROCESS_LOST", exc
+    assert "gave no answer: it was killed or died while running the app" in str(exc)
+    assert wait_until(lambda: not psutil.pid_exists(app), timeout=10)       # the app went with its host
+    later = [warm_apps.use_probe().result(timeout=TIMEOUT) for _ in range(3)]
+    new_host = warm_apps.parent_pid().result(timeout=TIMEOUT)
+    assert new_host != host and later[-1][1] == new_host                    # warm again, in a new process
+
+
+def test_a_worker_killed_mid_app_loses_no_app(tmp_path, no_leftover_workers, monkeypatch):
+    executor = WorkQueueExecutor(port=0, coprocess=True, provider=LocalProvider(init_blocks=0))
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    first = second = None
+    try:
+        first = start_worker(executor, 1, tmp_path)
+        marker = str(tmp_path / "started")
+        futures = [warm_apps.report_then_sleep(marker, 5)] + [warm_apps.parent_pid() for _ in range(5)]
+        assert wait_until(lambda: os.path.exists(marker), timeout=TIMEOUT)
+        app, host = map(int, open(marker).read().split())
+        os.killpg(first.pid, signal.SIGKILL)      # the worker, as a node failure would
+        first.wait()
+        assert wait_until(lambda: not psutil.pid_exists(host) and not psutil.pid_exists(app), timeout=10)
+        os.remove(marker)
+        second = start_worker(executor, 2, tmp_path)
+        assert futures[0].result(timeout=TIMEOUT) == "slept"               # run again on the second worker
+        assert all(isinstance(f.result(timeout=TIMEOUT), int) for f in futures[1:])
+    finally:
+        kernel.cleanup()
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+    assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
+
+
+def start_worker(executor, cores, folder):
+    """A worker started by hand with the executor's command, in a session of its own."""
+    return subprocess.Popen(f"{executor.worker_command} --cores {cores}", shell=True, cwd=folder,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory(warm):
+    warm(cores=1, autolabel=True)
+    held = warm_apps.hold_memory(300, 2, parsl_resource_specification={"cores": 1, "memory": 600, "disk": 100})
+    assert held.result(timeout=TIMEOUT) == 300
+    assert resource_usage(held).measured["memory"] >= 300
+    assert resource_usage(held).measured["wall_time"] >= 2
+    over = warm_apps.hold_memory(400, 5, parsl_resource_specification={"cores": 1, "memory": 150, "disk": 100})
+    exc = over.exception(timeout=TIMEOUT)
+    assert type(exc) is ResourceExhausted and exc.usage.exceeded == {"memory": 150}, exc
+    assert "memory" in str(exc) and exc.usage.measured["memory"] > 150
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"allocation_mode": "max-seen", "autolabel": True}, "allocation_mode='max-seen'"),
+    ({"pack": True}, "pack=True"),
+])
+def test_what_warm_workers_cannot_do_fails_at_construction(options, words):
+    with pytest.raises(ConfigurationError, match=words):
+        WorkQueueExecutor(coprocess=True, **options)
