@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import shlex
-import shutil
 import socket
 import sys
 import threading
@@ -48,7 +47,7 @@ from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
 from parsl_wq import security, serialize
-from parsl_wq.allocation import MODES
+from parsl_wq.checks import check_options
 from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError
 from parsl_wq.factory import FactoryProcess, WorkerFactory
@@ -59,7 +58,7 @@ from parsl_wq.monitor import DEFAULT_INTERVAL
 from parsl_wq.outcomes import task_outcome
 from parsl_wq.pack import Packer
 from parsl_wq.pack.cache import default_cache_dir
-from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
+from parsl_wq.resources import Resources, parse_resource_specification
 from parsl_wq.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, warm_launcher
 from parsl_wq.usage import UsageSummary, monitoring_record
 
@@ -306,7 +305,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.coprocess = coprocess
         self.scaling_cores_per_worker = scaling_cores_per_worker
         self.remote_monitoring_radio = remote_monitoring_radio or FilesystemRadio()
-        self._check_configuration()
+        self._engine = features(load_work_queue())
+        checked = check_options(self, self._engine)
+        self._mode, self._category_max, self._category_first = checked.mode, checked.max, checked.first
 
         self._lock = threading.Lock()
         self._next_id = 0
@@ -324,77 +325,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._early_blocks = 0
         self.worker_port: Optional[int] = None
         self.worker_command = ""
-
-    def _check_configuration(self) -> None:
-        self._engine = features(load_work_queue())
-        if self.coprocess:
-            self._check_warm()
-        self._check_tls()
-        if (self.extra_pkgs or self.pack_cache_dir) and not self.pack:
-            raise ConfigurationError("pack", False, "pack=True: extra_pkgs and pack_cache_dir only "
-                                     "apply to packed environments")
-        if self.project_password_file is not None and not os.path.isfile(self.project_password_file):
-            raise ConfigurationError("project_password_file", self.project_password_file,
-                                     "the path of an existing password file")
-        if self.env is not None:
-            for key, value in self.env.items():
-                if not isinstance(key, str) or not isinstance(value, str):
-                    raise ConfigurationError("env", self.env, f"a dict of str to str (entry {key!r}: {value!r})")
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError("port", self.port, "0 (any free port) or a port number up to 65535")
-        if self.monitor_interval is not None and self.monitor_interval < 1:
-            raise ConfigurationError("monitor_interval", self.monitor_interval,
-                                     "None (Work Queue's own, 5 s) or an int >= 1 (seconds)")
-        if self.autolabel_window < 1:
-            raise ConfigurationError("autolabel_window", self.autolabel_window, "an int >= 1")
-        if self.allocation_mode is not None and self.allocation_mode not in MODES:
-            raise ConfigurationError("allocation_mode", self.allocation_mode,
-                                     "one of " + ", ".join(repr(m) for m in MODES))
-        if self.allocation_mode not in (None, "fixed") and not self.autolabel:
-            raise ConfigurationError("allocation_mode", self.allocation_mode,
-                                     "learning allocations needs measurements: set autolabel=True as well")
-        self._mode = self.allocation_mode or ("max-seen" if self.autolabel and not self.coprocess else "fixed")
-        self._category_max = check_category_table("category_max_resources", self.category_max_resources)
-        self._category_first = check_category_table("category_first_allocation",
-                                                    self.category_first_allocation)
-        if self.catalog is not None and not _is_host_port(self.catalog):
-            raise ConfigurationError("catalog", self.catalog, 'a "host:port" string, for example "127.0.0.1:9097"')
-        for name in ("keepalive_interval", "keepalive_timeout"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigurationError(name, getattr(self, name), "None (Work Queue's default) or an int >= 1")
-        if self.max_retries is not None and self.max_retries < 0:
-            raise ConfigurationError("max_retries", self.max_retries, "None (no limit) or an int >= 0")
-        if self.scaling_cores_per_worker < 1:
-            raise ConfigurationError("scaling_cores_per_worker", self.scaling_cores_per_worker, "an int >= 1")
-
-    def _check_warm(self) -> None:
-        if not self._engine.coprocess:
-            raise ConfigurationError("coprocess", True, "warm workers need Work Queue's coprocesses, which cctools "
-                                     "7.x has (conda-forge's ndcctools; 7.17.1 is tested); the one found is "
-                                     f"{self._engine.description}. Use coprocess=False")
-        if self.allocation_mode not in (None, "fixed"):
-            raise ConfigurationError("allocation_mode", self.allocation_mode, "\"fixed\" with coprocess=True: Work "
-                                     "Queue learns allocations from its resource monitor, which does not run "
-                                     "warm apps; use coprocess=False to learn them")
-        if self.pack:
-            raise ConfigurationError("pack", True, "pack=False with coprocess=True: warm workers run apps with "
-                                     "the worker's Python; use coprocess=False to ship packed environments")
-
-    def _check_tls(self) -> None:
-        if self.ssl in (None, False):
-            return
-        if not self._engine.tls:
-            raise ConfigurationError("ssl", self.ssl, "TLS needs a Work Queue with TLS support (cctools 7.x, as "
-                                     "conda-forge's ndcctools ships it); the one found is "
-                                     f"{self._engine.description}. Use ssl=None or False")
-        if self.ssl is True and shutil.which("openssl") is None:
-            raise ConfigurationError("ssl", True, "openssl is needed to make the run's certificate: install it, "
-                                     "or give ssl=(key file, certificate file)")
-        if isinstance(self.ssl, tuple):
-            for path in self.ssl:
-                if not os.path.isfile(path):
-                    raise ConfigurationError("ssl", self.ssl, f"(key file, certificate file), both existing PEM "
-                                             f"files; {path!r} is not a file")
 
     # ------------------------------------------------------------------ start
 
@@ -766,11 +696,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                   if block not in self._status or self._status[block].state not in TERMINAL_STATES]
         if active:
             self.provider.cancel(active)
-
-
-def _is_host_port(text: str) -> bool:
-    host, _, port = text.rpartition(":")
-    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:
