@@ -14,6 +14,11 @@ Data flow::
                                 TaskDone, loads the result
     6. future resolves  <--     file, deletes task files
 
+Step 1 is ``parsl_wq.tasks`` (the task's files and command); step 3 runs a new
+Python per task, or, with ``coprocess=True``, a fork of the worker's warm
+Python (``parsl_wq.warm``, docs/warm.md). The manager's wait ends as soon as a
+message arrives (``parsl_wq.waiting``); step 5 is ``parsl_wq.outcomes``.
+
 With ``pack=True``, step 1 asks the packer (``parsl_wq.pack``) for the app's
 environment; the SubmitTask is sent when it is built (at once when cached),
 and the worker runs the app with that environment's python (docs/pack.md).
