@@ -9,7 +9,7 @@ PARSL_SUITE_SKIP_ALL = not test_bad_stdout_file and not test_bad_stderr_file and
 PARSL_SUITE_SKIP_NO_SHARED_FS = not (test_output_chain_filenames and test_behavior)
 PARSL_SUITE = $(WITH_ENGINE) mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_MARKERS)
 
-.PHONY: setup demo test test-slurm bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs clean
+.PHONY: setup demo test test-slurm bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs parsl-suite-warm clean
 
 setup: $(VENV)/.installed
 	@tools/install_work_queue.sh $(PY)
@@ -50,6 +50,10 @@ parsl-suite-no-shared-fs: setup
 
 parsl-suite-shared-fs: setup
 	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL)" --config $(CURDIR)/tests/parsl_configs/local_shared_fs.py
+
+# Warm workers (coprocess=True): cctools 7.x only, so use ENGINE=7.17.1.
+parsl-suite-warm: setup
+	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL) and $(PARSL_SUITE_SKIP_NO_SHARED_FS)" --config $(CURDIR)/tests/parsl_configs/local_warm.py
 
 bench: setup
 	$(WITH_ENGINE) $(PY) benchmarks/throughput.py
