@@ -1,6 +1,6 @@
 """The manager process: owns the Work Queue queue and nothing else.
 
-Started by the executor as ``python -m parsl_wq.manager READ_FD WRITE_FD``.
+Started by the executor as ``python -m parsl_wq.manager READ_FD WRITE_FD BELL_READ_FD BELL_WRITE_FD``.
 Work Queue's ``wait`` holds the GIL for up to a second, so the queue lives in
 a process of its own; this module imports only the standard library and Work
 Queue: it is ready in about 0.2 s here, most of it importing Work Queue's
@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from types import ModuleType
-from typing import Optional
+from typing import Optional, Tuple
 
 from parsl_wq import allocation, monitor, warm
 from parsl_wq.engine import load_work_queue
@@ -75,10 +75,10 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
 
 class Manager:
     def __init__(self, wq: ModuleType, queue, channel: Channel, config: ManagerConfig,
-                 monitor_binary: Optional[str] = None, wait_seconds: int = WAIT_SECONDS):
+                 doorbell: Tuple[int, int], monitor_binary: Optional[str] = None, wait_seconds: int = WAIT_SECONDS):
         self.wq = wq
         self.queue = queue
-        self.waiting = ChannelWait(wq, queue, channel.read_fd)
+        self.waiting = ChannelWait(wq, queue, doorbell)
         self.wait_seconds = wait_seconds
         self.monitor_binary = monitor_binary
         self.channel = channel
@@ -103,6 +103,8 @@ class Manager:
                 if isinstance(message, Stop):
                     return True
                 self.submit(message)
+            if messages:
+                self.waiting.ring()     # the next wait sends them without polling first
             if not self.queue.empty():
                 task = self.waiting.wait(self.wait_seconds)
                 if task is not None:
@@ -214,6 +216,7 @@ class Manager:
 
 def main(argv) -> int:
     channel = Channel(int(argv[1]), int(argv[2]))
+    doorbell = (int(argv[3]), int(argv[4]))
     (config,) = channel.receive()
     try:
         wq = load_work_queue()
@@ -222,7 +225,7 @@ def main(argv) -> int:
         channel.send(StartFailed(f"{type(e).__name__}: {e}"))
         return 1
     channel.send(Ready(queue.port))
-    manager = Manager(wq, queue, channel, config, monitor_binary)
+    manager = Manager(wq, queue, channel, config, doorbell, monitor_binary)
     if manager.waiting.fallback_reason:
         print(f"a task submitted while others run can reach Work Queue up to a second late: "
               f"{manager.waiting.fallback_reason}", file=sys.stderr, flush=True)

@@ -3,9 +3,9 @@
 The process runs ``python -m parsl_wq.manager READ_FD WRITE_FD`` (see
 ``parsl_wq.manager``) in a session of its own, so that a Ctrl-C in the user's
 terminal reaches the user's process only; its output goes to ``manager.log``.
-Messages to the manager travel over a TCP connection on 127.0.0.1, which its
-Work Queue polls together with the workers (``parsl_wq.waiting``); its
-replies come back over a pipe.
+Messages travel over a pipe each way. After each message the executor rings a
+doorbell, a TCP connection on 127.0.0.1 that the manager's Work Queue polls
+together with the workers (``parsl_wq.waiting``).
 """
 
 import os
@@ -37,18 +37,21 @@ class ManagerProcess:
         Raises ExecutorBroken, with the manager's reason or the end of its log,
         if it does not report ready within START_TIMEOUT seconds.
         """
-        to_manager_r, to_manager_w = _loopback_pair()
+        to_manager_r, to_manager_w = os.pipe()
         from_manager_r, from_manager_w = os.pipe()
+        bell_r, bell_w = doorbell()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+        fds = (to_manager_r, from_manager_w, bell_r, bell_w)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "parsl_wq.manager", str(to_manager_r), str(from_manager_w)],
-                pass_fds=(to_manager_r, from_manager_w), stdin=subprocess.DEVNULL, stdout=log,
+                [sys.executable, "-m", "parsl_wq.manager", *map(str, fds)],
+                pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        os.close(to_manager_r)
-        os.close(from_manager_w)
+        for fd in (to_manager_r, from_manager_w, bell_r):
+            os.close(fd)
         self.channel = Channel(from_manager_r, to_manager_w)
+        self._doorbell = bell_w
         self.channel.send(config)
         try:
             replies = self.channel.receive(timeout=START_TIMEOUT)
@@ -61,9 +64,10 @@ class ManagerProcess:
         return replies[0].port
 
     def send(self, message: Any) -> None:
-        """Send one message; safe from several threads. Raises OSError if the process is gone."""
+        """Send one message, and ring the doorbell; safe from several threads. Raises OSError if the process is gone."""
         with self._send_lock:
             self.channel.send(message)
+            os.write(self._doorbell, b"!")
 
     def receive(self) -> List[Any]:
         """Block until messages arrive. Raises EOFError once the process has closed its end."""
@@ -88,10 +92,11 @@ class ManagerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        try:
-            os.close(self.channel.write_fd)
-        except OSError:
-            pass
+        for fd in (self.channel.write_fd, self._doorbell):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -101,12 +106,12 @@ class ManagerProcess:
             return f"(no manager.log: {e})"
 
 
-def _loopback_pair() -> Tuple[int, int]:
+def doorbell() -> Tuple[int, int]:
     """File descriptors of the two ends of a new TCP connection on 127.0.0.1: (read end, write end)."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         writer = socket.create_connection(listener.getsockname(), timeout=START_TIMEOUT)
         writer.settimeout(None)
-        writer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)    # each message is one write: send it now
+        writer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)    # a ring is one byte: send it now
         while True:     # another local process could connect first: take only our own connection
             reader, peer = listener.accept()
             if peer == writer.getsockname():

@@ -1,4 +1,4 @@
-"""A ``queue.wait`` that also returns as soon as the executor sends a message.
+"""A ``queue.wait`` that also returns as soon as the executor sends a message: a doorbell.
 
 Work Queue's ``wait(timeout)`` returns when a task finishes or when the
 timeout (whole seconds) has passed. While only long tasks run, a task the
@@ -12,32 +12,40 @@ extra link together with the workers' links and returns after one pass of
 its loop, so it comes back on a worker's message, a finished task, or data
 on the uplink, whichever is first. The Python module does not wrap it, so it
 is called here through ``ctypes`` in the extension module that is already
-loaded (the same library, the same queue), with the manager's end of the
-executor's channel as the uplink. The uplink must be a socket: Work Queue
-asks a foreman's uplink for its peer address when it reports to a catalog.
+loaded (the same library, the same queue). The uplink is a doorbell: a TCP
+connection on 127.0.0.1 (Work Queue asks a foreman's uplink for its peer
+address when it reports to a catalog, so it must be a socket) whose write
+end both the executor and the manager hold. The executor rings it after each
+message; the manager rings it after submitting tasks, because a pass that
+found nothing to do leaves Work Queue to poll for up to a second at the
+start of the next one, before it sends anything.
 
 Both builds this package supports export the two symbols; on a build that
 does not, ``ChannelWait`` falls back to ``queue.wait`` and says so in the log.
 """
 
 import ctypes
+import os
 import sys
 from types import ModuleType
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 EXTENSION_NAMES = ("_work_queue", "_cwork_queue")   # Debian's 9.9, cctools 7.x
 FALLBACK_SECONDS = 1    # Work Queue's shortest wait that polls
 
 
 class ChannelWait:
-    """``wait(timeout)``: the next finished task, or None once there is news on ``wake_fd`` or the timeout passed.
+    """``wait(timeout)``: the next finished task, or None once the doorbell rang or the timeout passed.
 
-    Every task given to ``queue.submit`` must also be given to ``submitted``,
-    so that the Python task object can be found from the C pointer.
+    ``doorbell`` is the (read, write) file descriptors of the doorbell. Every
+    task given to ``queue.submit`` must also be given to ``submitted``, so
+    that the Python task object can be found from the C pointer.
     """
 
-    def __init__(self, wq: ModuleType, queue, wake_fd: int):
+    def __init__(self, wq: ModuleType, queue, doorbell: Tuple[int, int]):
         self.queue = queue
+        self.bell_r, self.bell_w = doorbell
+        os.set_blocking(self.bell_r, False)
         self.tasks: Dict[int, object] = {}     # address of the C task -> the Python task
         self.fallback_reason: Optional[str] = None
         try:
@@ -52,13 +60,23 @@ class ChannelWait:
         self._wait.restype = ctypes.c_void_p
         attach.argtypes = [ctypes.c_int]
         attach.restype = ctypes.c_void_p
-        self._uplink = attach(wake_fd)
+        self._uplink = attach(self.bell_r)
         self._queue_pointer = _pointer(queue._work_queue)
 
     def submitted(self, task) -> None:
         self.tasks[_address(task)] = task
 
+    def ring(self) -> None:
+        """Make the next ``wait`` start with a pass that does not poll, so that it sends new tasks at once."""
+        os.write(self.bell_w, b"!")
+
     def wait(self, timeout: int):
+        try:
+            return self._wait_once(timeout)
+        finally:
+            self._drain()
+
+    def _wait_once(self, timeout: int):
         if self.fallback_reason is not None:
             task = self.queue.wait(min(timeout, FALLBACK_SECONDS))
             if task is not None:
@@ -71,6 +89,13 @@ class ChannelWait:
         task = self.tasks.pop(pointer)
         del self.queue._task_table[task.id]     # as the module's own wait() does
         return task
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self.bell_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
 
 def _address(task) -> int:

@@ -1,8 +1,10 @@
 """The manager hands a new task to Work Queue while another runs, without waiting for ``wait`` to time out.
 
 The manager runs in a thread of the test process with a real queue, a real
-worker and a wait timeout of an hour: a task submitted while a long one runs
-can start only if the executor's message ends the wait.
+worker and a wait timeout of an hour. A task submitted while a long one runs
+must start while the long one still runs, and the long one gives up after
+half a second: Work Queue's own wait (a whole second at least), or a pass
+that polls for a second before it sends the new task, would come too late.
 """
 
 import os
@@ -11,7 +13,7 @@ import threading
 
 from parsl_wq.engine import load_work_queue
 from parsl_wq.manager import Manager, create_queue
-from parsl_wq.manager_process import _loopback_pair
+from parsl_wq.manager_process import doorbell
 from parsl_wq.messages import Channel, ManagerConfig, Stop, SubmitTask, TaskDone
 
 from conftest import wait_until
@@ -22,11 +24,16 @@ HOUR = 3600
 def test_a_task_submitted_while_another_runs_starts_before_it_ends(tmp_path, no_leftover_workers):
     wq = load_work_queue()
     queue, _ = create_queue(wq, ManagerConfig(port=0, log_dir=str(tmp_path), debug_log=False))
-    to_manager_r, to_manager_w = _loopback_pair()
+    to_manager_r, to_manager_w = os.pipe()
     from_manager_r, from_manager_w = os.pipe()
+    bell_r, bell_w = doorbell()
     executor_side = Channel(from_manager_r, to_manager_w)
+
+    def send(message):      # as ManagerProcess.send does
+        executor_side.send(message)
+        os.write(bell_w, b"!")
     manager = Manager(wq, queue, Channel(to_manager_r, from_manager_w), ManagerConfig(port=0, log_dir=str(tmp_path)),
-                      wait_seconds=HOUR)
+                      (bell_r, os.dup(bell_w)), wait_seconds=HOUR)
     serving = threading.Thread(target=manager.serve, daemon=True)
     serving.start()
     worker = subprocess.Popen(["work_queue_worker", "--cores", "2", "--single-shot", "--timeout", "60",
@@ -34,17 +41,17 @@ def test_a_task_submitted_while_another_runs_starts_before_it_ends(tmp_path, no_
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started, mark = tmp_path / "started", tmp_path / "mark"
     try:
-        # The long task runs until the short one has run, or gives up (exit 1) after 30 s.
-        executor_side.send(SubmitTask(1, f"touch {started}; for i in $(seq 600); do [ -e {mark} ] && exit 0; "
-                                         f"sleep 0.05; done; exit 1", "long", (), (), {"cores": 1}))
-        wait_until(started.exists, timeout=60)
-        executor_side.send(SubmitTask(2, f"touch {mark}", "short", (), (), {"cores": 1}))
+        # The long task runs until the short one has run, or gives up (exit 1) after half a second.
+        send(SubmitTask(1, f"touch {started}; for i in $(seq 10); do [ -e {mark} ] && exit 0; "
+                           f"sleep 0.05; done; exit 1", "long", (), (), {"cores": 1}))
+        wait_until(started.exists, timeout=60, interval=0.01)
+        send(SubmitTask(2, f"touch {mark}", "short", (), (), {"cores": 1}))
         done = []
         while len(done) < 2:
             done += [m for m in executor_side.receive(timeout=60) if isinstance(m, TaskDone)]
         assert [(d.task_id, d.exit_code) for d in done] == [(2, 0), (1, 0)]
     finally:
-        executor_side.send(Stop())
+        send(Stop())
         serving.join(timeout=30)
         worker.kill()
         worker.wait()
