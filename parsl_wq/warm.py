@@ -18,8 +18,10 @@ coprocess slot (one per core by default), in the worker's workspace::
    declared memory or time limit, or when the worker gives up the call.
 4. The host answers ``{"exit_code", "output", "usage", "exceeded"}``; an app
    killed by signal N gives exit code 128 + N, as in cold tasks.
-5. After an app that succeeded, the host imports the modules the app imported
-   and loads its function, so the next app's fork has both already.
+5. While an app runs, the host imports each module the app imports, as the
+   app reports it (an audit hook writes each name to a pipe): on a worker with
+   a spare core both imports run at once. After an app that succeeded, the host
+   also loads its function. The next app's fork has both.
 
 Isolation: each app runs in a fork of the host, so what an app changes (module
 globals, ``os.environ``, ``sys.path``, its working directory) ends with it.
@@ -94,6 +96,8 @@ def start_host(listener):
     try:
         os.setpgid(0, 0)
         die_with_parent()
+        if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(RUNNER):
+            del sys.path[0]     # this package's folder: its modules must not shadow the apps'
         faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
         Host(listener, os.getcwd()).serve_forever()
     finally:
@@ -139,14 +143,20 @@ class Host:
 
     def run(self, task_id, call, connection):
         sandbox = os.path.join(self.workspace, "t.%d" % task_id)
+        imports_r, imports_w = os.pipe()
         started = time.time()
         pid = os.fork()
         if pid == 0:
             self.listener.close()
             connection.close()
-            run_app(self.runner, self.functions, sandbox, call)
-        status, rusage, measured, exceeded = watch(pid, connection, call.get("limits") or {},
-                                                   call.get("interval") or 1)
+            os.close(imports_r)
+            run_app(self.runner, self.functions, sandbox, call, imports_w)
+        os.close(imports_w)
+        try:
+            status, rusage, measured, exceeded = watch(pid, connection, call.get("limits") or {},
+                                                       call.get("interval") or 1, Imports(imports_r))
+        finally:
+            os.close(imports_r)
         wall = max(time.time() - started, 1e-6)
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         if code == 0 and not exceeded:
@@ -176,15 +186,38 @@ class Host:
                 pass
 
 
-def watch(pid, connection, limits, interval):
-    """Wait for the app process; stop it past its limits or when the worker gives up the call.
+class Imports:
+    """The names of the modules an app process imports, as it reports them on a pipe; imported here too."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.partial = b""
+
+    def fileno(self):
+        return self.fd
+
+    def import_reported(self):
+        """Import what the app reported; returns False once the app has closed its end."""
+        chunk = os.read(self.fd, 65536)
+        names = (self.partial + chunk).split(b"\n")
+        self.partial = names.pop()
+        for name in names:
+            try:
+                importlib.import_module(name.decode())
+            except BaseException:      # a module the host cannot import stays the app's own
+                pass
+        return bool(chunk)
+
+
+def watch(pid, connection, limits, interval, imports):
+    """Wait for the app process; learn its imports; stop it past its limits or when the worker gives up the call.
 
     Returns its wait status, its rusage, what was measured while it ran, and
     the limits it went past.
     """
     measured, exceeded = {}, {}
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-    waitables = [connection] + ([pidfd] if pidfd is not None else [])
+    waitables = [connection, imports] + ([pidfd] if pidfd is not None else [])
     timeout = interval if limits or pidfd is None else None
     deadline = time.time() + limits["wall_time"] if limits.get("wall_time") else None
     try:
@@ -196,6 +229,8 @@ def watch(pid, connection, limits, interval):
             if connection in readable:      # the worker cancelled the task or is stopping
                 kill_group(pid)
                 waitables.remove(connection)
+            if imports in readable and not imports.import_reported():
+                waitables.remove(imports)
             if limits.get("memory"):
                 memory = group_memory(pid)
                 measured["memory"] = max(measured.get("memory", 0), memory)
@@ -259,13 +294,15 @@ def read_answer(output):
 
 # --------------------------------------------------------------- app process
 
-def run_app(runner, functions, sandbox, call):
+def run_app(runner, functions, sandbox, call, imports_w):
     """In the forked app process: run the runner in the task's sandbox, as a cold task would. Never returns."""
     status = runner.EXIT_RUNNER_FAILED
     try:
         os.setpgid(0, 0)        # the host stops the app and everything it started together
         die_with_parent()
         os.chdir(sandbox)
+        sys.path.insert(0, sandbox)     # as for ``python pwq_runner.py`` in a cold task
+        report_imports(imports_w)
         redirect_output(os.path.join(sandbox, OUTPUT))
         set_environment(sandbox, call)
         place_files(call)
@@ -278,6 +315,23 @@ def run_app(runner, functions, sandbox, call):
         import traceback
         traceback.print_exc()
     runner.finish(status)
+
+
+def report_imports(fd):
+    """Write the name of each module this process imports to ``fd``, for the host to import too.
+
+    Best effort: a name that does not fit in the pipe is left out (the host
+    learns it after the app from ``LEARNED``), so the app never waits for it.
+    """
+    os.set_blocking(fd, False)
+
+    def hook(event, args):
+        if event == "import" and args[0] not in sys.modules:
+            try:
+                os.write(fd, args[0].encode() + b"\n")
+            except OSError:
+                pass
+    sys.addaudithook(hook)
 
 
 def die_with_parent():
