@@ -4,24 +4,27 @@ Started by ``work_queue_worker --coprocess LAUNCHER`` (cctools 7.x), once per
 coprocess slot (one per core by default), in the worker's workspace::
 
     worker ──(stdin/stdout pipes)── supervisor ──fork──> host ──fork per app──> app process
-                                      binds the port,      serves calls,        runs the runner
-                                      restarts the host    learns imports       in the task's sandbox
+                                      binds the port,      serves calls,        waits for its call, runs
+                                      restarts the host    learns imports       the runner in the sandbox
 
 1. The supervisor binds 127.0.0.1:PORT and announces ``{"name", "port"}`` to the
    worker (a length line, then JSON, as Work Queue's coprocess protocol asks).
 2. For each task, a worker process connects and sends ``run TASK_ID SIZE`` and
-   the task's call as JSON (``parsl_wq.warm_tasks`` builds it).
-3. The host forks. The app process moves into ``t.TASK_ID``, sends its output
-   to ``pwq_output``, sets the task's environment and runs the runner
-   (``parsl_wq.runner``) there: the app reads and writes the same files as a
-   cold task. The host waits for it, measures it, and stops it past a
-   declared memory or time limit, or when the worker gives up the call.
+   the task's call as JSON (``parsl_wq.tasks`` builds it).
+3. The host has forked the app process ahead of the call (a spare, so the
+   fork is off the call's path) and hands it the call. The app process moves
+   into ``t.TASK_ID``, sends its output to ``pwq_output``, sets the task's
+   environment and runs the runner (``parsl_wq.runner``) there: the app reads
+   and writes the same files as a cold task. The host waits for it, measures
+   it, and stops it past a declared memory or time limit, or when the worker
+   gives up the call.
 4. The host answers ``{"exit_code", "output", "usage", "exceeded"}``; an app
    killed by signal N gives exit code 128 + N, as in cold tasks.
 5. While an app runs, the host imports each module the app imports, as the
    app reports it (an audit hook writes each name to a pipe): on a worker with
-   a spare core both imports run at once. After an app that succeeded, the host
-   also loads its function. The next app's fork has both.
+   a spare core both imports run at once. After an app that loaded its
+   function without trouble, the host loads it too. Then it forks the next
+   spare, which has both.
 
 Isolation: each app runs in a fork of the host, so what an app changes (module
 globals, ``os.environ``, ``sys.path``, its working directory) ends with it.
@@ -30,9 +33,10 @@ once per host, not once per app.
 
 A host that dies (killed, out of memory) is replaced by the supervisor; the
 call it was serving gets no answer, which the manager reports as a lost warm
-process. Work Queue 7.17 never restarts a coprocess itself. The worker closes
-the supervisor's stdin when it exits: the supervisor then stops its host and
-the app process with it.
+process. Work Queue 7.17 never restarts a coprocess itself. Each process here
+is killed when its parent dies (``PR_SET_PDEATHSIG``), and the supervisor also
+stops its host when the worker closes its stdin or is gone: nothing outlives
+the worker.
 
 Standard library only: this runs with any Python 3 on the worker.
 """
@@ -51,7 +55,6 @@ import time
 NAME = "parsl_wq"            # the coprocess name tasks ask for
 FUNCTION = "run"             # the one function the coprocess serves
 OUTPUT = "pwq_output"        # the app's stdout and stderr, in its sandbox
-LEARNED = "pwq_learned.json"  # what an app imported, for its host to import too
 OUTPUT_TAIL = 4000           # characters of output sent back
 RESTART_PAUSE = 0.5          # seconds between a host's death and its replacement
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
@@ -115,14 +118,19 @@ def stop_host(pid):
 # ---------------------------------------------------------------------- host
 
 class Host:
+    """Serves calls one at a time, each in an app process forked ahead of time (a spare)."""
+
     def __init__(self, listener, workspace):
         self.listener = listener
         self.workspace = workspace
         self.runner = load_runner()
         self.functions = {}     # function file name -> function, loaded after an app used it
+        self.spare = None
 
     def serve_forever(self):
         while True:
+            if self.spare is None:      # forked while no call waits: off the next call's path
+                self.spare = Spare.fork(self)
             connection, _ = self.listener.accept()
             with connection:
                 try:
@@ -143,73 +151,97 @@ class Host:
 
     def run(self, task_id, call, connection):
         sandbox = os.path.join(self.workspace, "t.%d" % task_id)
-        imports_r, imports_w = os.pipe()
+        spare, self.spare = self.spare or Spare.fork(self), None
         started = time.time()
-        pid = os.fork()
-        if pid == 0:
-            self.listener.close()
-            connection.close()
-            os.close(imports_r)
-            run_app(self.runner, self.functions, sandbox, call, imports_w)
-        os.close(imports_w)
+        spare.start(sandbox, call)
         try:
-            status, rusage, measured, exceeded = watch(pid, connection, call.get("limits") or {},
-                                                       call.get("interval") or 1, Imports(imports_r))
+            status, rusage, measured, exceeded = watch(spare.pid, connection, call.get("limits") or {},
+                                                       call.get("interval") or 1, spare.reports)
         finally:
-            os.close(imports_r)
+            spare.reports.close()
         wall = max(time.time() - started, 1e-6)
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        if code == 0 and not exceeded:
-            self.learn(sandbox, call["function"])
+        if code == 0 and not exceeded and spare.reports.function_loaded:
+            self.load_function(sandbox, call["function"])
         cpu = rusage.ru_utime + rusage.ru_stime
         measured.update(wall_time=wall, cpu_time=cpu, cores=cpu / wall,
                         memory=max(measured.get("memory", 0), rusage.ru_maxrss / 1024))
         return {"exit_code": code, "output": tail(os.path.join(sandbox, OUTPUT)),
                 "usage": measured, "exceeded": exceeded}
 
-    def learn(self, sandbox, function_name):
-        """Import what the app imported and load its function, for the next apps' forks."""
-        try:
-            with open(os.path.join(sandbox, LEARNED)) as f:
-                learned = json.load(f)
-        except (OSError, ValueError):
-            return
-        for name in learned.get("modules", ()):
-            try:
-                importlib.import_module(name)
-            except BaseException:
-                pass
-        if function_name not in self.functions and learned.get("function_loaded"):
+    def load_function(self, sandbox, function_name):
+        """Keep a function that an app process loaded without trouble, for the next apps' forks."""
+        if function_name not in self.functions:
             try:
                 self.functions[function_name] = self.runner.load_function(os.path.join(sandbox, function_name))
             except BaseException:
                 pass
 
 
-class Imports:
-    """The names of the modules an app process imports, as it reports them on a pipe; imported here too."""
+class Spare:
+    """An app process forked ahead of its call: it waits on a pipe for the call, then runs it."""
+
+    def __init__(self, pid, call_w, reports):
+        self.pid = pid
+        self.call_w = call_w
+        self.reports = reports
+
+    @classmethod
+    def fork(cls, host):
+        call_r, call_w = os.pipe()
+        reports_r, reports_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            host.listener.close()
+            os.close(call_w)
+            os.close(reports_r)
+            app_process(host.runner, host.functions, call_r, reports_w)
+        os.close(call_r)
+        os.close(reports_w)
+        return cls(pid, call_w, Reports(reports_r))
+
+    def start(self, sandbox, call):
+        message = json.dumps({"sandbox": sandbox, "call": call}).encode()
+        try:
+            os.write(self.call_w, message)      # well under a pipe's capacity
+        finally:
+            os.close(self.call_w)
+
+
+class Reports:
+    """What an app process reports while it runs, on a pipe: each module it imports, which is imported here
+    too, and whether it loaded its function from its file."""
+
+    FUNCTION_LOADED = b"=function-loaded"
 
     def __init__(self, fd):
         self.fd = fd
         self.partial = b""
+        self.function_loaded = False
 
     def fileno(self):
         return self.fd
 
-    def import_reported(self):
-        """Import what the app reported; returns False once the app has closed its end."""
+    def read(self):
+        """Act on what the app reported; returns False once the app has closed its end."""
         chunk = os.read(self.fd, 65536)
-        names = (self.partial + chunk).split(b"\n")
-        self.partial = names.pop()
-        for name in names:
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if line == self.FUNCTION_LOADED:
+                self.function_loaded = True
+                continue
             try:
-                importlib.import_module(name.decode())
+                importlib.import_module(line.decode())
             except BaseException:      # a module the host cannot import stays the app's own
                 pass
         return bool(chunk)
 
+    def close(self):
+        os.close(self.fd)
 
-def watch(pid, connection, limits, interval, imports):
+
+def watch(pid, connection, limits, interval, reports):
     """Wait for the app process; learn its imports; stop it past its limits or when the worker gives up the call.
 
     Returns its wait status, its rusage, what was measured while it ran, and
@@ -217,7 +249,7 @@ def watch(pid, connection, limits, interval, imports):
     """
     measured, exceeded = {}, {}
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-    waitables = [connection, imports] + ([pidfd] if pidfd is not None else [])
+    waitables = [connection, reports] + ([pidfd] if pidfd is not None else [])
     timeout = interval if limits or pidfd is None else None
     deadline = time.time() + limits["wall_time"] if limits.get("wall_time") else None
     try:
@@ -229,8 +261,8 @@ def watch(pid, connection, limits, interval, imports):
             if connection in readable:      # the worker cancelled the task or is stopping
                 kill_group(pid)
                 waitables.remove(connection)
-            if imports in readable and not imports.import_reported():
-                waitables.remove(imports)
+            if reports in readable and not reports.read():
+                waitables.remove(reports)
             if limits.get("memory"):
                 memory = group_memory(pid)
                 measured["memory"] = max(measured.get("memory", 0), memory)
@@ -294,44 +326,66 @@ def read_answer(output):
 
 # --------------------------------------------------------------- app process
 
-def run_app(runner, functions, sandbox, call, imports_w):
-    """In the forked app process: run the runner in the task's sandbox, as a cold task would. Never returns."""
+def app_process(runner, functions, call_r, reports_w):
+    """The forked app process: wait for the call, run the runner in the task's sandbox as a cold task would.
+
+    Never returns. Without a call (the host is stopping), it exits.
+    """
     status = runner.EXIT_RUNNER_FAILED
     try:
         os.setpgid(0, 0)        # the host stops the app and everything it started together
         die_with_parent()
+        message = read_all(call_r)
+        if not message:
+            os._exit(0)
+        message = json.loads(message)
+        sandbox, call = message["sandbox"], message["call"]
         os.chdir(sandbox)
         sys.path.insert(0, sandbox)     # as for ``python pwq_runner.py`` in a cold task
-        report_imports(imports_w)
+        report = reporter(reports_w)
         redirect_output(os.path.join(sandbox, OUTPUT))
         set_environment(sandbox, call)
         place_files(call)
-        before, known = set(sys.modules), call["function"] in functions
+        known = call["function"] in functions
         status = runner.main(["pwq_runner.py", call["function"], "pwq_task.pkl", "pwq_result.pkl"],
                              functions=functions)
-        if status == runner.EXIT_OK:
-            write_learned(sandbox, before, not known and call["function"] in functions)
+        if not known and call["function"] in functions:
+            report(Reports.FUNCTION_LOADED)
     except BaseException:
         import traceback
         traceback.print_exc()
     runner.finish(status)
 
 
-def report_imports(fd):
-    """Write the name of each module this process imports to ``fd``, for the host to import too.
+def read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
-    Best effort: a name that does not fit in the pipe is left out (the host
-    learns it after the app from ``LEARNED``), so the app never waits for it.
+
+def reporter(fd):
+    """``report(line)`` for the host, and every module this process imports from now on reported as it starts.
+
+    Best effort: a line that does not fit in the pipe is left out, so the app
+    never waits for the host. A module left out is imported by the next app
+    again, and reported then.
     """
     os.set_blocking(fd, False)
 
+    def report(line):
+        try:
+            os.write(fd, line + b"\n")
+        except OSError:
+            pass
+
     def hook(event, args):
         if event == "import" and args[0] not in sys.modules:
-            try:
-                os.write(fd, args[0].encode() + b"\n")
-            except OSError:
-                pass
+            report(args[0].encode())
     sys.addaudithook(hook)
+    return report
 
 
 def die_with_parent():
@@ -377,25 +431,6 @@ def place_files(call):
         os.makedirs(folder, exist_ok=True)
     for sent, final in call.get("renames") or ():
         os.replace(sent, final)
-
-
-def write_learned(sandbox, before, function_loaded):
-    """Record the modules this app imported from outside its sandbox, in import order."""
-    modules = []
-    for name, module in list(sys.modules.items()):
-        if name in before or name == "__main__":
-            continue
-        path = getattr(module, "__file__", None) or ""
-        if path and os.path.abspath(path).startswith(sandbox + os.sep):
-            continue    # shipped with this task: gone with its sandbox
-        modules.append(name)
-    if not modules and not function_loaded:
-        return
-    try:
-        with open(os.path.join(sandbox, LEARNED), "w") as f:
-            json.dump({"modules": modules, "function_loaded": function_loaded}, f)
-    except OSError:
-        pass
 
 
 def load_runner():
