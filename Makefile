@@ -60,6 +60,7 @@ bench: setup
 	$(WITH_ENGINE) $(PY) benchmarks/resources.py
 	$(WITH_ENGINE) $(PY) benchmarks/pack.py
 	$(WITH_ENGINE) $(PY) benchmarks/peaks.py
+	$(WITH_ENGINE) $(PY) benchmarks/warm.py
 
 clean:
 	rm -rf $(VENV) runinfo .pytest_cache

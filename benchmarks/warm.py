@@ -1,6 +1,6 @@
 """Warm workers (coprocesses) against cold ones and HTEX, side by side in one run.
 
-    make bench ENGINE=7.17.1            # if the bench target lists this script
+    make bench ENGINE=7.17.1            # with the other benchmarks
     P=~/.cache/parsl_wq/cctools-7.17.1
     PATH=$P/bin:$PATH PYTHONPATH=$(echo $P/lib/python3*/site-packages) \\
         .venv/bin/python benchmarks/warm.py [--tasks 1000] [--only parsl_wq-warm,htex] [--workloads chain,noop]
