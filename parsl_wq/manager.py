@@ -78,7 +78,7 @@ class Manager:
                  doorbell: Tuple[int, int], monitor_binary: Optional[str] = None, wait_seconds: int = WAIT_SECONDS):
         self.wq = wq
         self.queue = queue
-        self.waiting = ChannelWait(wq, queue, doorbell)
+        self.waiting = ChannelWait(wq, queue, doorbell, reports_to_catalog=bool(config.project_name))
         self.wait_seconds = wait_seconds
         self.monitor_binary = monitor_binary
         self.channel = channel

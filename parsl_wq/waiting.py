@@ -42,12 +42,18 @@ class ChannelWait:
     that the Python task object can be found from the C pointer.
     """
 
-    def __init__(self, wq: ModuleType, queue, doorbell: Tuple[int, int]):
+    def __init__(self, wq: ModuleType, queue, doorbell: Tuple[int, int], reports_to_catalog: bool = False):
         self.queue = queue
         self.bell_r, self.bell_w = doorbell
         os.set_blocking(self.bell_r, False)
         self.tasks: Dict[int, object] = {}     # address of the C task -> the Python task
         self.fallback_reason: Optional[str] = None
+        if reports_to_catalog:
+            # With an uplink, Work Queue describes itself to the catalog as a foreman (its uplink's
+            # address, its disk counted twice), and workers looking up the project name no longer
+            # find it (cctools 7.17.1, tests/test_catalog_and_factory.py).
+            self.fallback_reason = "the manager reports to a catalog (project_name)"
+            return
         try:
             library = ctypes.CDLL(_extension_path(wq))
             self._wait = library.work_queue_wait_internal

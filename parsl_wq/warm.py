@@ -252,6 +252,7 @@ def watch(pid, connection, limits, interval, reports):
     waitables = [connection, reports] + ([pidfd] if pidfd is not None else [])
     timeout = interval if limits or pidfd is None else None
     deadline = time.time() + limits["wall_time"] if limits.get("wall_time") else None
+    next_sample = 0.0
     try:
         while True:
             ended, status, rusage = os.wait4(pid, os.WNOHANG)
@@ -263,7 +264,8 @@ def watch(pid, connection, limits, interval, reports):
                 waitables.remove(connection)
             if reports in readable and not reports.read():
                 waitables.remove(reports)
-            if limits.get("memory"):
+            if limits.get("memory") and time.time() >= next_sample:    # not at each import the app reports
+                next_sample = time.time() + interval
                 memory = group_memory(pid)
                 measured["memory"] = max(measured.get("memory", 0), memory)
                 if memory > limits["memory"]:
