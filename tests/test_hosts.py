@@ -53,9 +53,11 @@ def test_chaos_of_workers_that_come_and_go_loses_nothing(hosts, load):
     """Work Queue's --volatility: a worker rolls the dice once a minute and leaves on a hit.
 
     With 100 each of the three leaves, mid-task, about a minute after it joined,
-    then comes back; the run lasts longer than that.
+    then comes back; the run lasts longer than that. A task can lose its worker
+    more than once, so Work Queue may retry it without limit (max_retries=None):
+    with the default of 1, a task whose worker left twice fails with MAX_RETRIES.
     """
-    executor = load()
+    executor = load(max_retries=None)
     for host in (1, 2, 3):
         hosts.start_worker(host, executor, "--cores 1 --volatility 100")
     futures = [apps.hostname_after(2, i) for i in range(100)]
