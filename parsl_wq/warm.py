@@ -203,7 +203,7 @@ class Spare:
     def start(self, sandbox, call):
         message = json.dumps({"sandbox": sandbox, "call": call}).encode()
         try:
-            os.write(self.call_w, message)      # well under a pipe's capacity
+            os.write(self.call_w, message)      # the spare is reading it
         finally:
             os.close(self.call_w)
 
@@ -280,10 +280,14 @@ def watch(pid, connection, limits, interval, reports):
 
 
 def kill_group(pid):
+    """Kill the app process and what it started; one just forked may not lead its group yet."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
-        pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def group_memory(pgid):

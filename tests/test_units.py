@@ -421,3 +421,45 @@ def test_password_file_is_new_random_and_owner_only(tmp_path):
     assert second == first and os.path.isabs(second)
     assert os.stat(second).st_mode & 0o777 == 0o600 and not readable_by_others(second)
     assert open(second).read() != content and len(content.strip()) == 64
+
+
+# ------------------------------------------------------------- warm host's watch
+
+def _sleeping_group_leader():
+    """A child process that leads its own process group and sleeps, as a warm app process does."""
+    import time
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        time.sleep(60)
+        os._exit(0)
+    return pid
+
+
+def test_the_warm_host_stops_an_app_past_its_declared_time_and_names_the_limit():
+    import signal
+    import socket
+
+    from parsl_wq import warm
+    pid = _sleeping_group_leader()
+    worker_side, host_side = socket.socketpair()
+    reports_r, reports_w = os.pipe()
+    os.close(reports_w)
+    status, _, _, exceeded = warm.watch(pid, host_side, {"wall_time": 0.3}, 0.1, warm.Reports(reports_r))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert exceeded == {"wall_time": 0.3}
+    worker_side.close()
+
+
+def test_the_warm_host_stops_an_app_whose_worker_gave_up_the_call():
+    import signal
+    import socket
+
+    from parsl_wq import warm
+    pid = _sleeping_group_leader()
+    worker_side, host_side = socket.socketpair()
+    worker_side.close()         # the worker cancelled the task, or is stopping
+    reports_r, reports_w = os.pipe()
+    os.close(reports_w)
+    status, _, _, exceeded = warm.watch(pid, host_side, {}, 1, warm.Reports(reports_r))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and exceeded == {}
