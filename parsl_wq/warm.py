@@ -429,6 +429,8 @@ def set_environment(sandbox, call):
         os.makedirs(tmpdir, exist_ok=True)
     for name in ("TMPDIR", "TMP", "TEMP"):
         os.environ[name] = tmpdir
+    if "tempfile" in sys.modules:   # it keeps the folder it chose first, maybe in the warm process
+        sys.modules["tempfile"].tempdir = None
 
 
 def place_files(call):
