@@ -5,14 +5,14 @@ import os
 import pytest
 
 import crash_apps
-from conftest import wait_until, worker_processes
+from conftest import MODES, wait_until, worker_processes
 
 TIMEOUT = 60
 
 
-@pytest.fixture
-def load_with_node_tmpdir(tmp_path, monkeypatch, no_leftover_workers):
-    """Load an executor whose local worker has its own TMPDIR, as a batch job on a node would."""
+@pytest.fixture(params=MODES)
+def load_with_node_tmpdir(request, tmp_path, monkeypatch, no_leftover_workers):
+    """Load an executor, cold or warm, whose local worker has its own TMPDIR, as a batch job on a node would."""
     import parsl
     from parsl.config import Config
 
@@ -24,7 +24,7 @@ def load_with_node_tmpdir(tmp_path, monkeypatch, no_leftover_workers):
     kernels = []
 
     def load(**options):
-        executor = WorkQueueExecutor(port=0, **options)
+        executor = WorkQueueExecutor(port=0, coprocess=request.param == "warm", **options)
         kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
         return str(node_tmp)
     yield load

@@ -15,6 +15,7 @@ import pytest
 from parsl.config import Config
 from parsl.providers import LocalProvider
 
+import apps
 import warm_apps
 from conftest import engine_has_coprocesses, wait_until, worker_processes
 from parsl_wq import WorkQueueExecutor, resource_usage
@@ -60,6 +61,19 @@ def test_apps_do_not_see_what_earlier_apps_changed(warm):
     assert warm_apps.change_everything().result(timeout=TIMEOUT) == "changed"
     assert warm_apps.look_for_changes().result(timeout=TIMEOUT) == {
         "state": [], "env": None, "path": False, "cwd_is_sandbox": True}
+
+
+def test_warm_apps_get_the_variables_of_what_they_declare(warm):
+    warm(cores=1)
+    assert warm_apps.task_environment().result(timeout=TIMEOUT) == {
+        "CORES": "1", "OMP_NUM_THREADS": "1", "MEMORY": "200", "DISK": "100"}
+
+
+def test_an_app_gets_its_own_temporary_folder_though_its_warm_process_chose_one(warm):
+    warm(cores=1)
+    for _ in range(3):      # the first teaches the warm process the probe, which asks tempfile for its folder
+        folder, sandbox = warm_apps.temporary_folder_and_sandbox().result(timeout=TIMEOUT)
+        assert os.path.dirname(folder) == sandbox
 
 
 def test_a_warm_process_killed_mid_app_fails_that_app_and_is_replaced(warm, tmp_path):
@@ -112,11 +126,11 @@ def start_worker(executor, cores, folder):
 
 def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory(warm):
     warm(cores=1, autolabel=True)
-    held = warm_apps.hold_memory(300, 2, parsl_resource_specification={"cores": 1, "memory": 600, "disk": 100})
+    held = apps.hold_memory(300, 2, parsl_resource_specification={"cores": 1, "memory": 600, "disk": 100})
     assert held.result(timeout=TIMEOUT) == 300
     assert resource_usage(held).measured["memory"] >= 300
     assert resource_usage(held).measured["wall_time"] >= 2
-    over = warm_apps.hold_memory(400, 5, parsl_resource_specification={"cores": 1, "memory": 150, "disk": 100})
+    over = apps.hold_memory(400, 5, parsl_resource_specification={"cores": 1, "memory": 150, "disk": 100})
     exc = over.exception(timeout=TIMEOUT)
     assert type(exc) is ResourceExhausted and exc.usage.exceeded == {"memory": 150}, exc
     assert "memory" in str(exc) and exc.usage.measured["memory"] > 150

@@ -54,10 +54,15 @@ def parent_pid(parsl_resource_specification=ONE_CORE):
 
 
 @python_app
-def hold_memory(megabytes, seconds, parsl_resource_specification=ONE_CORE):
-    import time
-    block = bytearray(megabytes * 2 ** 20)
-    for i in range(0, len(block), 4096):
-        block[i] = 1
-    time.sleep(seconds)
-    return len(block) // 2 ** 20
+def temporary_folder_and_sandbox(parsl_resource_specification=ONE_CORE):
+    import os
+    import tempfile
+
+    import warm_probe   # noqa: F401  (imported by the warm process too: tempfile has chosen its folder there)
+    return tempfile.gettempdir(), os.getcwd()
+
+
+@python_app
+def task_environment(parsl_resource_specification=ONE_CORE):
+    import os
+    return {name: os.environ.get(name) for name in ("CORES", "OMP_NUM_THREADS", "MEMORY", "DISK")}
