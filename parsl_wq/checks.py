@@ -65,6 +65,9 @@ def check_options(options, engine: Features) -> Checked:
             raise ConfigurationError(name, getattr(options, name), "None (Work Queue's default) or an int >= 1")
     if options.max_retries is not None and options.max_retries < 0:
         raise ConfigurationError("max_retries", options.max_retries, "None (no limit) or an int >= 0")
+    if options.max_bundle < 1:
+        raise ConfigurationError("max_bundle", options.max_bundle,
+                                 "an int >= 1: the most apps in one Work Queue task (1 turns bundling off)")
     if options.scaling_cores_per_worker < 1:
         raise ConfigurationError("scaling_cores_per_worker", options.scaling_cores_per_worker, "an int >= 1")
     return Checked(mode, category_max, category_first)

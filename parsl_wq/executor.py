@@ -216,6 +216,14 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         Command that starts a worker. Default "work_queue_worker".
     function_dir : str, optional
         Where task files are written. Default: under the run directory.
+    max_bundle : int
+        Most apps sent as one Work Queue task. While every slot is busy, apps
+        that wait with the same category and resources leave together as a
+        bundle, run one after the other in one Python, each with its own
+        result (see docs/bundling.md). Bundles grow with the backlog and stay
+        under about a second of measured running time: no bundling while slots
+        are free, and apps of a second or more always go alone. Default 1000;
+        1 turns bundling off.
     coprocess : bool
         Warm workers: run apps in a warm Python that each worker keeps per core
         (a Work Queue coprocess, cctools 7.x), each app in a fork of it. An
@@ -265,6 +273,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  full_debug: bool = True,
                  worker_executable: str = "work_queue_worker",
                  function_dir: Optional[str] = None,
+                 max_bundle: int = 1000,
                  coprocess: bool = False,
                  scaling_cores_per_worker: int = 1,
                  remote_monitoring_radio: Optional[RadioConfig] = None):
@@ -307,6 +316,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.full_debug = full_debug
         self.worker_executable = worker_executable
         self.function_dir = function_dir
+        self.max_bundle = max_bundle
         self.coprocess = coprocess
         self.scaling_cores_per_worker = scaling_cores_per_worker
         self.remote_monitoring_radio = remote_monitoring_radio or FilesystemRadio()
@@ -414,7 +424,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             category_first_allocation=self._category_first,
             shutdown_workers=self.provider is not None or self.factory is not None,
             catalog=self.catalog, keepalive_interval=self.keepalive_interval,
-            keepalive_timeout=self.keepalive_timeout, ssl=self._tls_files))
+            keepalive_timeout=self.keepalive_timeout, ssl=self._tls_files, max_bundle=self.max_bundle,
+            task_dir=self._task_files.task_dir))
 
     def _start_factory(self) -> None:
         if self.project_name:
@@ -481,12 +492,12 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._next_id += 1
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
         function_name, function_file = self._task_files.write_function(func)
-        self._task_files.write_arguments(task_id, func, task_args, task_kwargs)
+        arguments = self._task_files.arguments(func, task_args, task_kwargs)
 
         future = TaskFuture()
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
         category = self._category(func, resources)
-        inputs = self._task_files.inputs(task_id, function_name)
+        inputs = self._task_files.inputs(function_name)
         record = _Submitted(slots=self._slots(category, resources), category=category,
                             declares_cores=resources.cores is not None,
                             monitoring_ids=_monitoring_ids(kwargs),
@@ -495,7 +506,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._tasks[task_id] = future
             self._submitted[task_id] = record
             self._outstanding_slots += record.slots
-        message = functools.partial(self._task_files.message, task_id, function_name, category, resources, staging)
+        message = functools.partial(self._task_files.message, task_id, function_name, arguments, category,
+                                    resources, staging)
         if self._packer is None:
             self._send(message(None))
         else:       # sent when the environment is ready; submit() never waits for a build
@@ -524,7 +536,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             record = self._submitted.pop(task_id, None)
             if record is not None:
                 self._outstanding_slots -= record.slots
-        self._task_files.remove(task_id)
         if future is not None and not future.done():
             future.set_exception(error)
 
@@ -582,9 +593,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 future.set_exception(DeliveryFailed(done.task_id, e))
 
     def _resolve(self, done: TaskDone, future: Optional[Future], record: Optional[_Submitted]) -> None:
-        ok, value = task_outcome(done, self._task_files.path(done.task_id, "result"),
-                                 record.inputs if record is not None else ())
-        self._task_files.remove(done.task_id)
+        ok, value = task_outcome(done, record.inputs if record is not None else ())
         if done.usage is not None and record is not None:
             try:
                 self._account(done, record, ok)

@@ -13,7 +13,6 @@ The caller's File objects are never modified.
 
 import copy
 import os
-import shlex
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
@@ -35,17 +34,6 @@ class Staging:
     # (sent name, final name): Work Queue refuses one name as both input and
     # output, so a file the task appends to is sent under another name and moved.
     renames: List[Tuple[str, str]] = field(default_factory=list)
-
-    def shell_steps(self) -> str:
-        """Shell commands to run in the sandbox before the app: create the folders of outputs
-        (Work Queue creates those of inputs only) and move files to append to into place."""
-        steps = []
-        output_dirs = self.output_dirs()
-        if output_dirs:
-            steps.append("mkdir -p " + " ".join(shlex.quote(d) for d in output_dirs))
-        steps += [f"mv -f {shlex.quote(sent)} {shlex.quote(final)}" for sent, final in self.renames]
-        return "".join(step + "; " for step in steps)
-
 
     def output_dirs(self) -> List[str]:
         """Folders in the sandbox that the app's output files go to."""

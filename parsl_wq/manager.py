@@ -11,8 +11,8 @@ Conversation over the channel (see ``parsl_wq.messages``)::
     executor                          manager
     ManagerConfig  ------------->
                    <-------------  Ready(port) | StartFailed(reason)
-    SubmitTask     ------------->  queue.submit
-                   <-------------  TaskDone (one per task, from queue.wait)
+    SubmitTask     ------------->  queue.submit, alone or with others (a bundle)
+                   <-------------  TaskDone (one per app, from queue.wait)
     Stop           ------------->  exit; workers are told to leave if the
                                    executor started them
     EOF            ------------->  the executor's process died: the same, and for
@@ -21,13 +21,16 @@ Conversation over the channel (see ``parsl_wq.messages``)::
 """
 
 import dataclasses
+import itertools
 import os
+import pickle
 import sys
 import time
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from parsl_wq import allocation, monitor, warm
+from parsl_wq import allocation, bundles, monitor, runner, warm
 from parsl_wq.engine import load_work_queue
 from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone, TaskUsage
 from parsl_wq.waiting import ChannelWait
@@ -73,6 +76,32 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
     return queue, monitor_binary
 
 
+@dataclass
+class Submitted:
+    """A task in Work Queue: its apps (one, or a bundle) and the runner's files on this side."""
+    apps: List[SubmitTask]
+    calls: str
+    results: str
+
+    def outcomes(self) -> Dict[int, bytes]:
+        """The outcome of each app that wrote one, by task id; the files are removed."""
+        try:
+            with open(self.results, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        remove(self.calls, self.results)
+        return runner.read_results(data)
+
+
+def remove(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
 class Manager:
     def __init__(self, wq: ModuleType, queue, channel: Channel, config: ManagerConfig,
                  doorbell: Tuple[int, int], monitor_binary: Optional[str] = None, wait_seconds: int = WAIT_SECONDS):
@@ -86,8 +115,9 @@ class Manager:
         self.result_names = {getattr(wq, n): n[len("WORK_QUEUE_RESULT_"):]
                              for n in dir(wq) if n.startswith("WORK_QUEUE_RESULT_")}
         self.categories = set()
-        self.submitted = set()   # Work Queue ids of tasks not yet reported
-        self.warm = set()        # those of them that run in a coprocess
+        self.submitted: Dict[int, Submitted] = {}    # by Work Queue id: tasks not yet reported
+        self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
+        self.task_numbers = itertools.count()
 
     def serve(self) -> bool:
         """Submit what arrives, report what finishes, until told to stop.
@@ -102,27 +132,61 @@ class Manager:
             for message in messages:
                 if isinstance(message, Stop):
                     return True
-                self.submit(message)
-            if messages:
+                self.arrive(message)
+            if self.release() or messages:
                 self.waiting.ring()     # the next wait sends them without polling first
             if not self.queue.empty():
-                task = self.waiting.wait(self.wait_seconds)
+                # While apps are held, look again each second: workers that join give room too.
+                task = self.waiting.wait(1 if self.backlog else self.wait_seconds)
                 if task is not None:
                     self.report(task)
 
-    def submit(self, message: SubmitTask) -> None:
+    def arrive(self, message: SubmitTask) -> None:
+        """Submit an app at once while Work Queue has room for it; otherwise hold it for a bundle."""
+        if self.backlog is None:
+            self.submit([message])
+        elif self.backlog or self.room() <= 0:
+            self.backlog.add(message)
+        else:
+            self.submit([message])
+
+    def release(self) -> bool:
+        """Submit held apps, in bundles, while Work Queue has room; returns whether any left."""
+        released = False
+        while self.backlog:
+            slots = self.slots()
+            if 2 * slots - len(self.submitted) <= 0:
+                break
+            self.submit(self.backlog.take(slots))
+            released = True
+        return released
+
+    def slots(self) -> int:
+        """Tasks Work Queue can run at once, as far as can be seen now: those on workers, and idle workers."""
+        stats = self.queue.stats
+        return max(1, stats.tasks_on_workers + stats.workers_idle)
+
+    def room(self) -> int:
+        return 2 * self.slots() - len(self.submitted)
+
+    def submit(self, apps: List[SubmitTask]) -> None:
+        calls, results = (os.path.join(self.config.task_dir, f"{next(self.task_numbers)}.{kind}")
+                          for kind in ("calls", "results"))
         try:
-            task = self.make_task(message)
+            with open(calls, "wb") as f:
+                pickle.dump(bundles.calls(apps), f, protocol=pickle.HIGHEST_PROTOCOL)
+            task = self.make_task(apps, calls, results)
             task_id = self.queue.submit(task)
-            self.submitted.add(task_id)
-            if message.call is not None:
-                self.warm.add(task_id)
+            self.submitted[task_id] = Submitted(apps, calls, results)
             self.waiting.submitted(task)
         except Exception as e:
-            self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
-                                       f"Work Queue refused the task: {e!r}"))
+            remove(calls, results)
+            for message in apps:
+                self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
+                                           f"Work Queue refused the task: {e!r}"))
 
-    def make_task(self, message: SubmitTask):
+    def make_task(self, apps: List[SubmitTask], calls: str, results: str):
+        message = apps[0]
         if message.call is None:
             task = self.wq.Task(message.command)
         else:       # a coprocess gets neither the task's environment nor the resource monitor
@@ -137,12 +201,15 @@ class Manager:
                 task.specify_environment_variable(name, value)
         if message.max_retries is not None:
             task.specify_max_retries(message.max_retries)
-        for f in message.inputs:
+        inputs = {f.remote: f for app in apps for f in app.inputs}     # bundled apps share equal inputs
+        for f in inputs.values():
             task.specify_input_file(f.local, f.remote, cache=f.cache)
+        task.specify_input_file(calls, runner.CALLS, cache=False)
         if self.monitor_binary and message.call is None:
             task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=True)
-        for f in message.outputs:
+        for f in (f for app in apps for f in app.outputs):
             task.specify_output_file(f.local, f.remote, cache=f.cache)
+        task.specify_output_file(results, runner.RESULTS, cache=False)
         return task
 
     def configure_category(self, category: str) -> None:
@@ -154,20 +221,39 @@ class Manager:
                                       self.config.category_first_allocation)
 
     def report(self, task) -> None:
-        self.submitted.discard(task.id)
+        submitted = self.submitted.pop(task.id)
+        apps = submitted.apps
+        outcomes = submitted.outcomes()
         result_name = self.result_names.get(task.result, str(task.result))
-        usage = self.usage(task)
-        if task.id in self.warm:
-            self.warm.discard(task.id)
-            self.channel.send(self.warm_done(task, result_name, usage))
-            return
-        self.channel.send(TaskDone(
-            task_id=int(task.tag),
-            result=task.result,
-            result_name=result_name,
-            exit_code=task.return_status,
-            output=(task.output or "")[-OUTPUT_TAIL:],
-            usage=usage))
+        usage = dataclasses.replace(self.usage(task), bundled=len(apps))
+        if apps[0].call is not None:
+            done = self.warm_done(task, result_name, usage)
+        else:
+            done = TaskDone(task_id=int(task.tag), result=task.result, result_name=result_name,
+                            exit_code=task.return_status, output=(task.output or "")[-OUTPUT_TAIL:], usage=usage)
+        if self.backlog is not None and done.result_name == "SUCCESS" and done.exit_code == 0:
+            self.backlog.measured(task.category or "", task.cmd_execution_time / 1e6, len(apps))
+        if len(apps) == 1:
+            self.channel.send(dataclasses.replace(done, outcome=outcomes.get(apps[0].task_id)))
+        else:
+            self.split(apps, done, outcomes)
+
+    def split(self, apps: List[SubmitTask], done: TaskDone, outcomes: Dict[int, bytes]) -> None:
+        """Report each app of a finished bundle that wrote its outcome; run the others again, each alone.
+
+        An outcome is in the results file only once its app ran to its end,
+        so an app reported here ran exactly once in this bundle. An app without
+        one did not finish because an app before it, or something outside,
+        ended the bundle: alone, it gets its own outcome.
+        """
+        for message in apps:
+            outcome = outcomes.get(message.task_id)
+            if outcome is not None:
+                self.channel.send(dataclasses.replace(
+                    done, task_id=message.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
+                    result_name="SUCCESS", exit_code=0, outcome=outcome))
+            else:
+                self.submit([message])
 
     def warm_done(self, task, result_name: str, usage: TaskUsage) -> TaskDone:
         """A coprocess task's output is the warm host's answer: the app's exit code, output and usage."""
@@ -201,8 +287,9 @@ class Manager:
         process is gone (``orphaned``) nobody else would stop such a worker, so
         reconnecting workers are told to leave again for ORPHAN_GRACE seconds.
         """
-        for task_id in list(self.submitted):
+        for task_id, submitted in list(self.submitted.items()):
             self.queue.cancel_by_taskid(task_id)
+            remove(submitted.calls, submitted.results)
         if not self.config.shutdown_workers:
             return
         self.queue.shutdown_workers(0)

@@ -34,6 +34,8 @@ class ManagerConfig:
     keepalive_interval: Optional[int] = None    # seconds; None keeps Work Queue's default
     keepalive_timeout: Optional[int] = None
     ssl: Optional[Tuple[str, str]] = None       # (key, certificate) files: TLS between manager and workers
+    max_bundle: int = 1                   # most apps in one Work Queue task; 1: no bundling
+    task_dir: str = ""                    # where the manager keeps each task's calls and results files
 
 
 @dataclass(frozen=True)
@@ -55,15 +57,19 @@ class FileTransfer:
 
 @dataclass(frozen=True)
 class SubmitTask:
+    """One app invocation. Apps whose messages agree on everything but ``task_id``,
+    ``call``'s entry and the files can travel in one task (``parsl_wq.bundles``)."""
     task_id: int
-    command: str
+    command: str            # what a cold task runs; "" for a warm one
     category: str
-    inputs: Tuple[FileTransfer, ...]
-    outputs: Tuple[FileTransfer, ...]
+    inputs: Tuple[FileTransfer, ...]    # the function file, the runner, and the app's own files
+    outputs: Tuple[FileTransfer, ...]   # the app's own files
+    entry: Dict[str, Any]   # the app's entry in the runner's calls file (``parsl_wq.runner``), but its arguments
+    arguments: bytes        # a pickle of (args, kwargs)
     resources: Dict[str, Any] = field(default_factory=dict)
     env: Dict[str, str] = field(default_factory=dict)
     max_retries: Optional[int] = None
-    call: Optional[Dict[str, Any]] = None   # warm execution: what the coprocess runs (``command`` is unused)
+    call: Optional[Dict[str, Any]] = None   # warm execution: what the coprocess is told (``command`` is unused)
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ class TaskUsage:
     Memory and disk are in MB, times in seconds. ``measured`` is empty unless the
     resource monitor ran (``autolabel=True``); ``exceeded`` maps each resource the
     task went past to the limit it had; ``attempts`` counts Work Queue's tries,
-    including retries at a larger allocation after an exhaustion.
+    including retries at a larger allocation after an exhaustion. An app that
+    ran in a bundle (``bundled`` apps in one task, one after the other in one
+    Python) gets the bundle's usage: its allocation, and what the whole bundle used.
     """
     category: str
     allocated: Dict[str, float]
@@ -81,6 +89,7 @@ class TaskUsage:
     exceeded: Dict[str, float]
     attempts: int
     host: str = ""
+    bundled: int = 1
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class TaskDone:
     exit_code: int
     output: str          # the end of the task's stdout/stderr
     usage: Optional[TaskUsage] = None
+    outcome: Optional[bytes] = None     # the runner's pickle of the app's outcome, if it wrote one
 
 
 @dataclass(frozen=True)
@@ -131,14 +141,19 @@ class Channel:
                 return messages
 
     def _parse(self) -> List[Any]:
+        """The complete messages in the buffer; the buffer keeps the rest (cut once, not after each message)."""
         messages = []
-        while len(self._buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._buffer)
-            end = _HEADER.size + size
-            if len(self._buffer) < end:
+        buffer, start = memoryview(self._buffer), 0
+        while len(buffer) - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + _HEADER.size + size
+            if len(buffer) < end:
                 break
-            messages.append(pickle.loads(self._buffer[_HEADER.size:end]))
-            self._buffer = self._buffer[end:]
+            messages.append(pickle.loads(buffer[start + _HEADER.size:end]))
+            start = end
+        buffer.release()
+        if start:
+            self._buffer = self._buffer[start:]
         return messages
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """What a finished task's future gets: the app's value, or an exception that says what happened.
 
-Submit side. The facts come from the runner's result file when there is one,
+Submit side. The facts come from the app's outcome when the runner wrote one,
 and otherwise from Work Queue: its result name, the task's exit code (the
 task command turns a death by signal N into 128 + N, as shells do) and the
 end of the task's output.
@@ -32,23 +32,20 @@ SIGNAL_HINTS = {
 RAN_TO_END = ("SUCCESS", "OUTPUT_MISSING", "SIGNAL")
 
 
-def task_outcome(done: TaskDone, result_path: str, inputs: Sequence[str]) -> Tuple[bool, Any]:
+def task_outcome(done: TaskDone, inputs: Sequence[str]) -> Tuple[bool, Any]:
     """``(True, value)`` or ``(False, exception)`` for a finished task.
 
     ``inputs`` are the submit-side paths of every file sent with the task.
     """
     if done.result_name == "RESOURCE_EXHAUSTION" and done.usage is not None:
         return False, ResourceExhausted(done.task_id, done.usage, done.exit_code, done.output)
-    try:
-        with open(result_path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
+    if done.outcome is None:
         return False, failure_without_result(done, inputs)
-    return serialize.load_outcome(data, done.task_id)
+    return serialize.load_outcome(done.outcome, done.task_id)
 
 
 def failure_without_result(done: TaskDone, inputs: Sequence[str]) -> TaskFailure:
-    """The exception for a task that brought no result file back."""
+    """The exception for an app whose runner wrote no outcome."""
     if done.result_name == "INPUT_MISSING":
         return input_missing(done, inputs)
     if UNPACK_FAILED in done.output:

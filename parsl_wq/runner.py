@@ -1,27 +1,39 @@
-"""Worker-side runner: run one Parsl app invocation inside a Work Queue task.
+"""Worker-side runner: run Parsl app invocations inside a Work Queue task.
 
-Usage (in the task's sandbox, where Work Queue placed the three files)::
+Usage (in the task's sandbox, where Work Queue placed the files)::
 
-    python pwq_runner.py FUNCTION_FILE TASK_FILE RESULT_FILE
+    python pwq_runner.py CALLS_FILE RESULTS_FILE
 
-FUNCTION_FILE  the app's function, cached on the worker across tasks:
-               b"P" + a pickle (plain or cloudpickle; plain ``pickle.loads``
-               reads both), or b"F" + a pickled dict describing a plain
-               function (see ``parsl_wq.serialize``), rebuilt without cloudpickle.
-TASK_FILE      a pickle of ``(args, kwargs)``.
-RESULT_FILE    written by this runner: a pickle of ``{"ok": True, "value": v}``
-               or ``{"ok": False, ...}`` describing the exception (see ``failure``).
+CALLS_FILE    a pickle of a list of calls, run one after the other in this
+              Python (one call, or a bundle: see ``parsl_wq.bundles``), each
+              a dict:
+                id           the executor's task id
+                function     the name of the app's function file in the
+                             sandbox, cached on the worker across tasks:
+                             b"P" + a pickle (plain or cloudpickle; plain
+                             ``pickle.loads`` reads both), or b"F" + a pickled
+                             dict describing a plain function (see
+                             ``parsl_wq.serialize``), rebuilt without cloudpickle
+                arguments    a pickle of ``(args, kwargs)``
+                output_dirs  folders of its output files, created first
+                renames      (sent, final) names of files it appends to, moved first
+RESULTS_FILE  written by this runner: for each call as it ends, a frame of
+              its id and size (``FRAME``) followed by a pickle of
+              ``{"ok": True, "value": v}`` or ``{"ok": False, ...}``
+              describing the exception (see ``failure``). A frame is written
+              with one ``write``: if this Python dies, the frames of the calls
+              before are whole, and a cut last frame is ignored (``read_results``).
 
-Whatever the app raises (any BaseException, SystemExit included) is written
-to RESULT_FILE, and so is a failure to load the function or its arguments, or
-to pickle the result. The runner exits with ``os._exit`` once the result is
-written, so threads the app left running cannot keep the task alive.
+Whatever an app raises (any BaseException, SystemExit included) is written as
+its outcome, and so is a failure to load its function or its arguments, or to
+pickle its result. The runner exits with ``os._exit`` once the results are
+written, so threads an app left running cannot keep the task alive.
 
 Exit codes:
-  0  RESULT_FILE was written.
+  0  every call's outcome was written.
   1  the runner itself failed (its traceback is on stderr).
-  4  RESULT_FILE could not be written (the reason is on stderr).
-  anything else: the app's Python ended before writing RESULT_FILE
+  4  RESULTS_FILE could not be written (the reason is on stderr).
+  anything else: an app's Python ended before writing every outcome
   (``os._exit``, a signal, a crash in C code); the task command turns a
   death by signal N into exit code 128 + N, as shells do.
 
@@ -31,6 +43,7 @@ Python start-up is most of the cost of a short task.
 """
 
 import os
+import struct
 import sys
 from _pickle import dumps, loads
 
@@ -38,36 +51,95 @@ EXIT_OK = 0
 EXIT_CANNOT_WRITE_RESULT = 4
 EXIT_RUNNER_FAILED = 1
 CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"     # on stderr, read by parsl_wq.outcomes
+FRAME = struct.Struct("!QQ")    # a call's id and the size of its outcome's pickle
+CALLS = "pwq_calls.pkl"         # the names of CALLS_FILE and RESULTS_FILE in the sandbox
+RESULTS = "pwq_results.pkl"
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
 
 
-def main(argv, functions=None):
-    """Run the call; returns the exit code.
+def main(argv):
+    return run(load_pickle(argv[1]), argv[2], {})
 
-    ``functions`` (warm execution, ``parsl_wq.warm``) maps function file names
-    to functions already loaded; a function loaded here is added to it.
+
+def run(calls, results_file, functions):
+    """Run each call in turn and write its outcome to ``results_file``; returns the exit code.
+
+    Each call starts as it would alone: in the sandbox, with the task's
+    environment variables and ``sys.path``, whatever the calls before it did to
+    them. Modules and their globals stay as the calls before left them, as in
+    an HTEX worker. ``functions`` maps function file names to functions already
+    loaded (warm execution keeps it across tasks); a function loaded here is added.
     """
-    function_file, task_file = argv[1:3]
-    result_file = os.path.abspath(argv[3])      # the app may change the working directory
+    results_file = os.path.abspath(results_file)    # an app may change the working directory
     try:
-        if functions is not None and function_file in functions:
-            function = functions[function_file]
-        else:
-            function = load_function(function_file)
-            if functions is not None:
-                functions[function_file] = function
-        args, kwargs = load_pickle(task_file)
+        fd = os.open(results_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, results_file, e))
+        return EXIT_CANNOT_WRITE_RESULT
+    sandbox, environ, path = os.getcwd(), dict(os.environ), list(sys.path)
+    try:
+        for call in calls:
+            os.chdir(sandbox)
+            if os.environ != environ:
+                os.environ.clear()
+                os.environ.update(environ)
+            sys.path[:] = path
+            data = serialize_outcome(run_call(call, functions))
+            try:
+                write_all(fd, FRAME.pack(call["id"], len(data)) + data)
+            except OSError as e:
+                sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, results_file, e))
+                return EXIT_CANNOT_WRITE_RESULT
+    finally:
+        os.close(fd)
+    return EXIT_OK
+
+
+def run_call(call, functions):
+    """The outcome of one call: its value, or a description of what it raised."""
+    try:
+        place_files(call)
+        name = call["function"]
+        function = functions.get(name)
+        if function is None:
+            function = functions[name] = load_function(name)
+        args, kwargs = loads(call["arguments"])
     except BaseException as e:
-        outcome = failure(e)
-    else:
-        try:
-            outcome = {"ok": True, "value": function(*args, **kwargs)}
-        except BaseException as e:
-            outcome = failure(e)
-        del function, args, kwargs
-    return write_result(result_file, outcome)
+        return failure(e)
+    try:
+        return {"ok": True, "value": function(*args, **kwargs)}
+    except BaseException as e:
+        return failure(e)
+
+
+def place_files(call):
+    """Create the folders of the call's output files (Work Queue creates those of inputs only), and move
+    files it appends to into place (Work Queue refuses one name as both input and output)."""
+    for folder in call.get("output_dirs") or ():
+        os.makedirs(folder, exist_ok=True)
+    for sent, final in call.get("renames") or ():
+        os.replace(sent, final)
+
+
+def read_results(data):
+    """``{id: outcome pickle}`` from a results file's content; a cut last frame is left out."""
+    results, offset = {}, 0
+    while offset + FRAME.size <= len(data):
+        call_id, size = FRAME.unpack_from(data, offset)
+        start = offset + FRAME.size
+        if start + size > len(data):
+            break
+        results[call_id] = data[start:start + size]
+        offset = start + size
+    return results
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def load_pickle(path):
@@ -242,17 +314,6 @@ def serialize_outcome(outcome):
                                 % (type(outcome["value"]).__qualname__, type(e).__qualname__, safe_str(e)))
             return serialize_outcome(failure(problem))
         return dumps({key: outcome[key] for key in ("ok", "type_name", "message", "traceback_text")}, protocol=5)
-
-
-def write_result(path, outcome):
-    data = serialize_outcome(outcome)
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, path, e))
-        return EXIT_CANNOT_WRITE_RESULT
-    return EXIT_OK
 
 
 def finish(code):

@@ -3,12 +3,14 @@
 Submit side, per run (``TaskFiles``)::
 
     DATA_DIR/functions/pwq_fn_DIGEST.pkl   the app's function, once per content, cached on workers
-    DATA_DIR/ID.task                       the call's (args, kwargs), sent with task ID
-    DATA_DIR/ID.result                     the runner's result, brought back by Work Queue
+    DATA_DIR/tasks/N.calls, N.results      the runner's files of Work Queue task N (``parsl_wq.manager``)
 
-A cold task runs a shell command that starts a Python with the runner
-(``parsl_wq.runner``). A warm task (``coprocess=True``) names the same files
-in a ``call`` that a warm Python on the worker serves (``parsl_wq.warm``).
+Each app becomes a ``SubmitTask``: its pickled arguments travel in the message,
+and the manager writes them with those of the other apps of its task (one, or a
+bundle) into the task's calls file. A cold task runs a shell command that
+starts a Python with the runner (``parsl_wq.runner``); a warm task
+(``coprocess=True``) has a warm Python on the worker run the same runner
+(``parsl_wq.warm``).
 """
 
 import os
@@ -17,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from parsl_wq import serialize
+from parsl_wq import runner, serialize
 from parsl_wq.errors import SerializationFailed
 from parsl_wq.files import Staging
 from parsl_wq.messages import FileTransfer, SubmitTask
@@ -48,20 +50,18 @@ class TaskOptions:
 
 
 class TaskFiles:
-    """The submit side's files of each task, and the SubmitTask that sends them."""
+    """The submit side's function files, and the SubmitTask of each app."""
 
     def __init__(self, data_dir: str, options: TaskOptions):
         self.data_dir = data_dir
         self.function_dir = os.path.join(data_dir, "functions")
+        self.task_dir = os.path.join(data_dir, "tasks")
         self.options = options
         self._written_functions: set = set()
 
     def create_folders(self) -> None:
-        for folder in (self.data_dir, self.function_dir):
+        for folder in (self.data_dir, self.function_dir, self.task_dir):
             os.makedirs(folder, mode=0o700, exist_ok=True)
-
-    def path(self, task_id: int, kind: str) -> str:
-        return os.path.join(self.data_dir, f"{task_id}.{kind}")
 
     def function_path(self, function_name: str) -> str:
         return os.path.join(self.function_dir, function_name)
@@ -79,72 +79,54 @@ class TaskFiles:
             self._written_functions.add(name)
         return name, data
 
-    def write_arguments(self, task_id: int, func: Callable, args: Any, kwargs: Any) -> None:
-        with open(self.path(task_id, "task"), "wb") as f:
-            f.write(pickle_or_fail(f"the arguments of app {app_name(func)}", (args, kwargs)))
+    def arguments(self, func: Callable, args: Any, kwargs: Any) -> bytes:
+        return pickle_or_fail(f"the arguments of app {app_name(func)}", (args, kwargs))
 
-    def remove(self, task_id: int) -> None:
-        for kind in ("task", "result"):
-            try:
-                os.remove(self.path(task_id, kind))
-            except FileNotFoundError:
-                pass
-
-    def inputs(self, task_id: int, function_name: str) -> Tuple[str, ...]:
+    def inputs(self, function_name: str) -> Tuple[str, ...]:
         """Submit-side paths of the files every task of this kind carries."""
-        files = (self.function_path(function_name), self.path(task_id, "task"))
+        files = (self.function_path(function_name),)
         return files if self.options.warm else (RUNNER,) + files
 
-    def message(self, task_id: int, function_name: str, category: str, resources: Resources,
+    def message(self, task_id: int, function_name: str, arguments: bytes, category: str, resources: Resources,
                 staging: Staging, environment: Optional[PackedEnvironment]) -> SubmitTask:
-        inputs = [FileTransfer(self.function_path(function_name), function_name, cache=True),
-                  FileTransfer(self.path(task_id, "task"), "pwq_task.pkl", cache=False)]
+        inputs = [FileTransfer(self.function_path(function_name), function_name, cache=True)]
         requested = {k: getattr(resources, k) for k in REQUESTS if getattr(resources, k) is not None}
         if self.options.warm:
-            command, call = "", self.warm_call(function_name, requested, staging)
+            command, call = "", self.warm_call(requested)
         else:
             inputs.insert(0, FileTransfer(RUNNER, "pwq_runner.py", cache=True))
-            command, call = self.command(function_name, staging, environment, inputs), None
+            prefix, python = self.prefix(environment, inputs)
+            command, call = prefix + runner_command(python, self.options.monitored), None
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
-        outputs = [FileTransfer(self.path(task_id, "result"), "pwq_result.pkl", cache=False)]
-        outputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
-        return SubmitTask(task_id=task_id, command=command, category=category,
-                          inputs=tuple(unique(inputs)), outputs=tuple(unique(outputs)), resources=requested,
+        outputs = [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
+        entry = {"id": task_id, "function": function_name, "output_dirs": staging.output_dirs(),
+                 "renames": [list(r) for r in staging.renames]}
+        return SubmitTask(task_id=task_id, command=command, category=category, inputs=tuple(unique(inputs)),
+                          outputs=tuple(unique(outputs)), entry=entry, arguments=arguments, resources=requested,
                           env=dict(self.options.env), max_retries=self.options.max_retries, call=call)
 
-    def command(self, function_name: str, staging: Staging, environment: Optional[PackedEnvironment],
-                inputs: List[FileTransfer]) -> str:
-        """The shell command of a cold task (``inputs`` grows by what a packed environment needs)."""
+    def prefix(self, environment: Optional[PackedEnvironment], inputs: List[FileTransfer]) -> Tuple[str, str]:
+        """A cold task's shell steps before the runner, and the Python they choose (``inputs`` grows by
+        what a packed environment needs). Apps with the same prefix can share a bundle."""
         if environment is None:
-            command = (f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
-                       + self.run_runner('"$PY"', function_name))
+            prefix = f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
+            python = '"$PY"'
         else:
             tarball = f"pwq_env_{environment.name}.tar.gz"
             inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
                        FileTransfer(environment.tarball, tarball, cache=True)]
-            command = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
-                       f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
-                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; " + self.run_runner('"$ENV/bin/python"', function_name))
-        command = staging.shell_steps() + command
+            prefix = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
+                      f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
+                      f"PATH=\"$ENV/bin:$PATH\"; export PATH; ")
+            python = '"$ENV/bin/python"'
         if self.options.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
-            command = (f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; TMP=\"$TMPDIR\"; TEMP=\"$TMPDIR\"; "
-                       f"export TMPDIR TMP TEMP; {command}")
+            prefix = (f"TMPDIR=\"${{{NODE_TMPDIR}:-/tmp}}\"; TMP=\"$TMPDIR\"; TEMP=\"$TMPDIR\"; "
+                      f"export TMPDIR TMP TEMP; {prefix}")
         if self.options.init_command:
-            command = f"{self.options.init_command}; {command}"
-        return command
+            prefix = f"{self.options.init_command}; {prefix}"
+        return prefix, python
 
-    def run_runner(self, python: str, function_name: str) -> str:
-        """The shell command that runs the runner, such that a death by signal N ends the task with exit code 128 + N.
-
-        Under the resource monitor (autolabel) both engines report that for an
-        exec'd Python; without it they report a bare N, so there the shell
-        outlives Python and turns N into 128 + N. (A shell between the monitor
-        and Python would halve monitored throughput: 23 -> 12 tasks/s here.)
-        """
-        run = f"{python} pwq_runner.py {function_name} pwq_task.pkl pwq_result.pkl"
-        return f"exec {run}" if self.options.monitored else f"{run}; exit $?"
-
-    def warm_call(self, function_name: str, requested: Dict[str, Any], staging: Staging) -> Dict[str, Any]:
+    def warm_call(self, requested: Dict[str, Any]) -> Dict[str, Any]:
         """What the warm host on the worker needs to run the app (JSON: it travels as the coprocess's input)."""
         env = dict(self.options.env)
         if requested.get("cores"):      # as Work Queue sets them for a cold task
@@ -157,10 +139,21 @@ class TaskFiles:
             limits = {k: v for k, v in (("memory", requested.get("memory")),
                                         ("wall_time", 60 * requested["running_time_min"]
                                          if requested.get("running_time_min") else None)) if v}
-        return {"function": function_name, "env": env, "limits": limits,
+        return {"env": env, "limits": limits,
                 "interval": self.options.monitor_interval or 1,
-                "node_tmpdir": NODE_TMPDIR if self.options.shared_fs else None,
-                "output_dirs": staging.output_dirs(), "renames": [list(r) for r in staging.renames]}
+                "node_tmpdir": NODE_TMPDIR if self.options.shared_fs else None}
+
+
+def runner_command(python: str, monitored: bool) -> str:
+    """The shell command that runs the runner, such that a death by signal N ends the task with exit code 128 + N.
+
+    Under the resource monitor (autolabel) both engines report that for an
+    exec'd Python; without it they report a bare N, so there the shell
+    outlives Python and turns N into 128 + N. (A shell between the monitor
+    and Python would halve monitored throughput: 23 -> 12 tasks/s here.)
+    """
+    run = f"{python} pwq_runner.py {runner.CALLS} {runner.RESULTS}"
+    return f"exec {run}" if monitored else f"{run}; exit $?"
 
 
 def warm_launcher(folder: str, python: str) -> str:

@@ -102,7 +102,7 @@ class UsageSummary:
         stats.failed += not succeeded
         stats.exhausted += exhausted
         stats.retried += usage.attempts > 1
-        stats.wall_time += usage.measured.get("wall_time", 0.0)
+        stats.wall_time += usage.measured.get("wall_time", 0.0) / usage.bundled    # a bundle's time, shared
         for resource in ("cores", "memory", "disk"):
             if resource in usage.measured:
                 stats.peak[resource] = max(stats.peak.get(resource, 0.0), usage.measured[resource])

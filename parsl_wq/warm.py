@@ -161,8 +161,9 @@ class Host:
             spare.reports.close()
         wall = max(time.time() - started, 1e-6)
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        if code == 0 and not exceeded and spare.reports.function_loaded:
-            self.load_function(sandbox, call["function"])
+        if code == 0 and not exceeded:
+            for function_name in spare.reports.functions_loaded:
+                self.load_function(sandbox, function_name)
         cpu = rusage.ru_utime + rusage.ru_stime
         measured.update(wall_time=wall, cpu_time=cpu, cores=cpu / wall,
                         memory=max(measured.get("memory", 0), rusage.ru_maxrss / 1024))
@@ -212,12 +213,12 @@ class Reports:
     """What an app process reports while it runs, on a pipe: each module it imports, which is imported here
     too, and whether it loaded its function from its file."""
 
-    FUNCTION_LOADED = b"=function-loaded"
+    FUNCTION_LOADED = b"=function-loaded "
 
     def __init__(self, fd):
         self.fd = fd
         self.partial = b""
-        self.function_loaded = False
+        self.functions_loaded = []
 
     def fileno(self):
         return self.fd
@@ -228,8 +229,8 @@ class Reports:
         lines = (self.partial + chunk).split(b"\n")
         self.partial = lines.pop()
         for line in lines:
-            if line == self.FUNCTION_LOADED:
-                self.function_loaded = True
+            if line.startswith(self.FUNCTION_LOADED):
+                self.functions_loaded.append(line[len(self.FUNCTION_LOADED):].decode())
                 continue
             try:
                 importlib.import_module(line.decode())
@@ -351,12 +352,10 @@ def app_process(runner, functions, call_r, reports_w):
         report = reporter(reports_w)
         redirect_output(os.path.join(sandbox, OUTPUT))
         set_environment(sandbox, call)
-        place_files(call)
-        known = call["function"] in functions
-        status = runner.main(["pwq_runner.py", call["function"], "pwq_task.pkl", "pwq_result.pkl"],
-                             functions=functions)
-        if not known and call["function"] in functions:
-            report(Reports.FUNCTION_LOADED)
+        known = set(functions)
+        status = runner.run(runner.load_pickle(runner.CALLS), runner.RESULTS, functions)
+        for name in set(functions) - known:
+            report(Reports.FUNCTION_LOADED + name.encode())
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -431,14 +430,6 @@ def set_environment(sandbox, call):
         os.environ[name] = tmpdir
     if "tempfile" in sys.modules:   # it keeps the folder it chose first, maybe in the warm process
         sys.modules["tempfile"].tempdir = None
-
-
-def place_files(call):
-    """What a cold task's shell does first: create the output folders, move files to append to into place."""
-    for folder in call.get("output_dirs") or ():
-        os.makedirs(folder, exist_ok=True)
-    for sent, final in call.get("renames") or ():
-        os.replace(sent, final)
 
 
 def load_runner():

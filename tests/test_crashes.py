@@ -101,7 +101,7 @@ def test_a_recursion_error_keeps_the_app_frames_of_both_ends(dfk):
     import traceback
     exc = crash_apps.crash_app("recursion").exception(timeout=TIMEOUT)
     names = [frame.name for frame in traceback.extract_tb(exc.__traceback__)]
-    assert names.index("main") < names.index("crash") < names.index("_recurse")
+    assert names.index("run_call") < names.index("crash") < names.index("_recurse")
     assert names[-1] == "_recurse" and names.count("_recurse") < 40
     assert any("left out" in note for note in exc.__notes__)
 

@@ -127,11 +127,11 @@ def test_a_runner_that_cannot_write_its_result_says_so(tmp_path):
     import subprocess
     import sys
     (tmp_path / "fn").write_bytes(serialize.serialize_function(max))
-    (tmp_path / "task").write_bytes(pickle.dumps(((1, 2), {})))
-    real = subprocess.run([sys.executable, runner.__file__, "fn", "task", "missing/dir/result"], cwd=tmp_path,
+    (tmp_path / "calls").write_bytes(pickle.dumps([{"id": 1, "function": "fn", "arguments": pickle.dumps(((1, 2), {}))}]))
+    real = subprocess.run([sys.executable, runner.__file__, "calls", "missing/dir/results"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     exc = outcomes.failure_without_result(done(exit_code=real.returncode, output=real.stderr), ())
-    assert "could not write its result file" in str(exc) and "missing/dir/result" in str(exc)
+    assert "could not write its result file" in str(exc) and "missing/dir/results" in str(exc)
 
 
 def test_work_queue_results_other_than_a_finished_run_keep_their_meaning():
@@ -197,14 +197,11 @@ def test_a_collector_that_cannot_go_on_breaks_the_executor_and_fails_every_pendi
     assert executor.bad_state_is_set
 
 
-def test_a_failure_while_resolving_one_task_fails_that_task_only(tmp_path):
+def test_a_failure_while_resolving_one_task_fails_that_task_only():
     from parsl_wq import WorkQueueExecutor
-    from parsl_wq.tasks import TaskFiles
     executor = WorkQueueExecutor(port=0)
-    executor._task_files = TaskFiles(str(tmp_path), options=None)
     first, second = TaskFuture(), TaskFuture()
     executor._tasks.update({1: first, 2: second})
-    (tmp_path / "2.result").write_bytes(pickle.dumps({"ok": True, "value": "two"}))
 
     def resolve_badly(done, future, record):    # a bug of ours, for task 1 only
         if done.task_id == 1:
@@ -212,7 +209,8 @@ def test_a_failure_while_resolving_one_task_fails_that_task_only(tmp_path):
         return original(done, future, record)
     original, executor._resolve = executor._resolve, resolve_badly
     for task_id in (1, 2):
-        executor._deliver(TaskDone(task_id=task_id, result=0, result_name="SUCCESS", exit_code=0, output=""))
+        executor._deliver(TaskDone(task_id=task_id, result=0, result_name="SUCCESS", exit_code=0, output="",
+                                   outcome=pickle.dumps({"ok": True, "value": "two"})))
     assert isinstance(first.exception(timeout=0), errors.DeliveryFailed) and "KeyError: 'bug'" in str(first.exception())
     assert second.result(timeout=0) == "two"
 

@@ -250,44 +250,76 @@ def test_unreadable_result_is_reported():
 
 # ------------------------------------------------------------------ runner
 
-def run_runner(tmp_path, function_bytes, args=(), kwargs=None):
+def run_runner(tmp_path, function_bytes, *calls, results="results"):
+    """Run the runner on ``calls`` ((args, kwargs) each) of one function; returns its exit code and outcomes."""
     (tmp_path / "fn").write_bytes(function_bytes)
-    (tmp_path / "task").write_bytes(pickle.dumps((args, kwargs or {})))
-    proc = subprocess.run([sys.executable, RUNNER, "fn", "task", "result"], cwd=tmp_path, timeout=60,
+    entries = [{"id": i, "function": "fn", "arguments": pickle.dumps(call), "output_dirs": [], "renames": []}
+               for i, call in enumerate(calls or [((), {})])]
+    (tmp_path / "calls").write_bytes(pickle.dumps(entries))
+    proc = subprocess.run([sys.executable, RUNNER, "calls", results], cwd=tmp_path, timeout=60,
                           capture_output=True)
-    outcome = pickle.loads((tmp_path / "result").read_bytes()) if (tmp_path / "result").exists() else None
-    return proc.returncode, outcome
+    path = tmp_path / results
+    outcomes = runner.read_results(path.read_bytes()) if path.exists() else {}
+    return proc.returncode, [pickle.loads(outcomes[i]) if i in outcomes else None for i in range(len(entries))]
 
 
 def test_runner_writes_value(tmp_path):
-    code, outcome = run_runner(tmp_path, serialize.serialize_function(max), (3, 9))
+    code, (outcome,) = run_runner(tmp_path, serialize.serialize_function(max), ((3, 9), {}))
     assert code == runner.EXIT_OK and outcome == {"ok": True, "value": 9}
 
 
 def test_runner_writes_exception(tmp_path):
-    code, outcome = run_runner(tmp_path, serialize.serialize_function(int), ("x",))
+    code, (outcome,) = run_runner(tmp_path, serialize.serialize_function(int), (("x",), {}))
     assert code == runner.EXIT_OK and not outcome["ok"]
     ok, exc = serialize.load_outcome(pickle.dumps(outcome), task_id=1)
     assert isinstance(exc, ValueError) and "invalid literal" in str(exc)
 
 
 def test_runner_reports_unloadable_function_as_exception(tmp_path):
-    code, outcome = run_runner(tmp_path, b"P" + pickle.dumps(os.path.join)[:-4])
+    code, (outcome,) = run_runner(tmp_path, b"P" + pickle.dumps(os.path.join)[:-4])
     assert code == runner.EXIT_OK and not outcome["ok"]
 
 
 def test_runner_reports_unpicklable_result(tmp_path):
     f = main_function("import threading\ndef f():\n    return threading.Lock()\n", "f")
-    code, outcome = run_runner(tmp_path, serialize.serialize_function(f))
+    code, (outcome,) = run_runner(tmp_path, serialize.serialize_function(f))
     assert code == runner.EXIT_OK and not outcome["ok"]
     assert "could not be pickled" in outcome["message"]
 
 
 def test_runner_exit_code_when_result_cannot_be_written(tmp_path):
-    (tmp_path / "fn").write_bytes(serialize.serialize_function(max))
-    (tmp_path / "task").write_bytes(pickle.dumps(((1, 2), {})))
-    proc = subprocess.run([sys.executable, RUNNER, "fn", "task", "missing/dir/result"], cwd=tmp_path, timeout=60)
-    assert proc.returncode == runner.EXIT_CANNOT_WRITE_RESULT
+    code, _ = run_runner(tmp_path, serialize.serialize_function(max), ((1, 2), {}), results="missing/dir/results")
+    assert code == runner.EXIT_CANNOT_WRITE_RESULT
+
+
+def test_runner_gives_each_call_of_a_bundle_its_own_outcome(tmp_path):
+    code, outcomes = run_runner(tmp_path, serialize.serialize_function(int), (("1",), {}), (("x",), {}),
+                                (("3",), {}))
+    assert code == runner.EXIT_OK
+    assert outcomes[0] == {"ok": True, "value": 1} and outcomes[2] == {"ok": True, "value": 3}
+    assert not outcomes[1]["ok"] and "invalid literal" in outcomes[1]["message"]
+
+
+def test_each_call_of_a_bundle_starts_in_the_sandbox_with_the_tasks_environment(tmp_path):
+    f = main_function("import os, sys\n"
+                      "def f(folder):\n"
+                      "    seen = (os.getcwd(), os.environ.get('PWQ_SEEN'), sys.path[0])\n"
+                      "    os.makedirs(folder)\n"
+                      "    os.chdir(folder)\n"
+                      "    os.environ['PWQ_SEEN'] = folder\n"
+                      "    sys.path.insert(0, folder)\n"
+                      "    return seen\n", "f")
+    code, outcomes = run_runner(tmp_path, serialize.serialize_function(f), (("a",), {}), (("b",), {}))
+    assert code == runner.EXIT_OK
+    assert outcomes[0]["value"] == outcomes[1]["value"]
+    assert outcomes[1]["value"][:2] == (str(tmp_path), None)
+
+
+def test_a_cut_last_frame_is_left_out():
+    whole = runner.FRAME.pack(7, 3) + b"abc"
+    cut = runner.FRAME.pack(8, 5) + b"ab"
+    assert runner.read_results(whole + cut) == {7: b"abc"}
+    assert runner.read_results(whole[:10]) == {}
 
 
 # ------------------------------------------------------------------- files
@@ -320,14 +352,14 @@ def test_planner_appending_stream_sends_previous_content(tmp_path, monkeypatch):
     _, kwargs, staging = FilePlanner(shared_fs=False, use_cache=False).plan((), {"stdout": "log.txt"})
     assert staging.renames == [("log.txt.previous", "log.txt")]
     assert [f.remote for f in staging.inputs] == ["log.txt.previous"]
-    assert staging.shell_steps() == "mv -f log.txt.previous log.txt; "
+    assert staging.output_dirs() == []
 
 
-def test_shell_steps_create_output_folders(tmp_path, monkeypatch):
+def test_output_folders_are_listed_for_the_runner(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, _, staging = FilePlanner(shared_fs=False, use_cache=False).plan(
         (), {"outputs": [File("a/b/c.txt"), File("d.txt")]})
-    assert staging.shell_steps() == "mkdir -p a/b; "
+    assert staging.output_dirs() == ["a/b"]
 
 
 def test_planner_shared_fs_uses_absolute_paths_and_transfers_nothing(tmp_path, monkeypatch):

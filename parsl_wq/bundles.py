@@ -1,0 +1,128 @@
+"""Bundling: apps that wait for a slot travel several to one Work Queue task.
+
+Each Work Queue task costs a few milliseconds of the manager's and the
+worker's time, files, a round trip and (cold) a Python's start. When apps
+wait anyway because every slot is busy, the manager holds them here instead
+of in Work Queue, and when room frees it sends the longest-waiting group's
+apps as one task (a *bundle*). The runner runs them one after the other in
+one Python and writes one result per app (``parsl_wq.runner.run``).
+
+- Room: the manager keeps at most ``2 * slots`` tasks in Work Queue, where
+  ``slots`` is what runs now plus the workers that are idle. While there is
+  room nothing waits here, so no app is bundled while slots are free.
+- Groups: apps are bundled only with apps of the same category, resource
+  request, environment and command (``key``), and never with an app
+  whose files in the sandbox would collide with theirs (``SandboxNames``).
+- Size: ``min(max_bundle, ceil(waiting in the group / (2 * slots)),
+  BUNDLE_SECONDS / seconds per app)``. Seconds per app are measured on the
+  category's finished tasks; until one finished, and for apps of
+  BUNDLE_SECONDS or more, each app goes alone. So bundles grow with the
+  backlog, shrink as it drains, and long apps are never bundled.
+
+Standard library only: the manager process imports it.
+"""
+
+import itertools
+import json
+import math
+from collections import deque
+from typing import Deque, Dict, Hashable, List, Tuple
+
+from parsl_wq.messages import SubmitTask
+
+BUNDLE_SECONDS = 1.0    # a bundle's aimed-for running time
+SCAN_FACTOR = 4         # apps looked at per place in a bundle, past ones whose files collide
+
+
+def key(message: SubmitTask) -> Hashable:
+    """What must be equal for two apps to share a task."""
+    call = None
+    if message.call is not None:
+        call = json.dumps(message.call, sort_keys=True)
+    return (message.category, tuple(sorted(message.resources.items())), tuple(sorted(message.env.items())),
+            message.max_retries, message.command, call)
+
+
+class SandboxNames:
+    """The file names that the apps of one bundle use in its sandbox.
+
+    Two apps may share an input with the same name only if it is the same
+    file (the function file, the runner); any other name used twice collides.
+    """
+
+    def __init__(self):
+        self.inputs: Dict[str, Tuple[str, bool]] = {}
+        self.outputs: set = set()
+
+    def fits(self, message: SubmitTask) -> bool:
+        for f in message.inputs:
+            if f.remote in self.outputs or self.inputs.get(f.remote, (f.local, f.cache)) != (f.local, f.cache):
+                return False
+        return not any(f.remote in self.outputs or f.remote in self.inputs for f in message.outputs)
+
+    def add(self, message: SubmitTask) -> None:
+        for f in message.inputs:
+            self.inputs[f.remote] = (f.local, f.cache)
+        self.outputs.update(f.remote for f in message.outputs)
+
+
+class Backlog:
+    """Apps held by the manager until Work Queue has room, grouped by ``key``, oldest first."""
+
+    def __init__(self, max_bundle: int, bundle_seconds: float = BUNDLE_SECONDS):
+        self.max_bundle = max_bundle
+        self.bundle_seconds = bundle_seconds
+        self.groups: Dict[Hashable, Deque[Tuple[int, SubmitTask]]] = {}
+        self.seconds_per_app: Dict[str, float] = {}    # by category, from finished tasks
+        self._arrivals = itertools.count()
+        self._held = 0
+
+    def __len__(self) -> int:
+        return self._held
+
+    def add(self, message: SubmitTask) -> None:
+        self.groups.setdefault(key(message), deque()).append((next(self._arrivals), message))
+        self._held += 1
+
+    def measured(self, category: str, seconds: float, apps: int) -> None:
+        """A task of ``apps`` apps of ``category`` ran for ``seconds``.
+
+        A longer time counts at once, a shorter one a third at a time: a
+        category that turns slow stops being bundled without delay.
+        """
+        per_app = seconds / apps
+        old = self.seconds_per_app.get(category)
+        self.seconds_per_app[category] = per_app if old is None else max(per_app, (2 * old + per_app) / 3)
+
+    def bundle_size(self, category: str, waiting: int, slots: int) -> int:
+        per_app = self.seconds_per_app.get(category)
+        if per_app is None:
+            return 1
+        by_time = int(self.bundle_seconds / per_app) if per_app > 0 else self.max_bundle
+        return max(1, min(self.max_bundle, math.ceil(waiting / (2 * max(1, slots))), by_time))
+
+    def take(self, slots: int) -> List[SubmitTask]:
+        """The next task's apps, from the group whose oldest app has waited longest."""
+        group_key = min(self.groups, key=lambda k: self.groups[k][0][0])
+        group = self.groups[group_key]
+        size = self.bundle_size(group[0][1].category, len(group), slots)
+        taken: List[Tuple[int, SubmitTask]] = []
+        skipped: List[Tuple[int, SubmitTask]] = []
+        names = SandboxNames()
+        while group and len(taken) < size and len(taken) + len(skipped) < SCAN_FACTOR * size:
+            item = group.popleft()
+            if names.fits(item[1]):
+                names.add(item[1])
+                taken.append(item)
+            else:
+                skipped.append(item)
+        group.extendleft(reversed(skipped))
+        if not group:
+            del self.groups[group_key]
+        self._held -= len(taken)
+        return [message for _, message in taken]
+
+
+def calls(messages: List[SubmitTask]) -> List[dict]:
+    """The runner's calls file of a task that runs ``messages`` (``parsl_wq.runner``)."""
+    return [dict(m.entry, arguments=m.arguments) for m in messages]
