@@ -14,9 +14,10 @@ one Python and writes one result per app (``parsl_wq.runner.run``).
   request, environment and command (``key``), and never with an app
   whose files in the sandbox would collide with theirs (``SandboxNames``).
 - Size: ``min(max_bundle, ceil(waiting in the group / (2 * slots)),
-  BUNDLE_SECONDS / seconds per app)``. Seconds per app are measured on the
-  category's finished tasks; until one finished, and for apps of
-  BUNDLE_SECONDS or more, each app goes alone. So bundles grow with the
+  BUNDLE_SECONDS / seconds per app)``. Seconds per app are the time the
+  runner measured around each call of the category's apps (not the Python's
+  start, nor loading the function and arguments, paid once per task); until
+  one finished, and for apps of BUNDLE_SECONDS or more, each app goes alone. So bundles grow with the
   backlog, shrink as it drains, and long apps are never bundled.
 
 Standard library only: the manager process imports it.
@@ -85,7 +86,7 @@ class Backlog:
         self._held += 1
 
     def measured(self, category: str, seconds: float, apps: int) -> None:
-        """A task of ``apps`` apps of ``category`` ran for ``seconds``.
+        """``apps`` apps of ``category`` ran for ``seconds`` in all.
 
         A longer time counts at once, a shorter one a third at a time: a
         category that turns slow stops being bundled without delay.

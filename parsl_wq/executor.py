@@ -5,19 +5,21 @@ Data flow::
     Parsl DFK                executor (this process)            manager process              workers
     ---------                -----------------------            ---------------              -------
     1. submit(fn, spec,  --> check spec; write function file
-       args, kwargs)         (once per content) and task file;
-                             SubmitTask over the channel  -->  2. queue.submit(Task)  -->  3. pwq_runner.py runs
-                                                                                               fn(*args, **kwargs),
-                                                                                               writes the result file
-                                                               4. queue.wait returns;  <--    (Work Queue fetches it)
-                             5. collector thread reads   <--      TaskDone
-                                TaskDone, loads the result
-    6. future resolves  <--     file, deletes task files
+       args, kwargs)         (once per content), pickle the
+                             arguments; SubmitTask over   -->  2. queue.submit(Task),  -->  3. pwq_runner.py runs
+                             the channel                          alone or bundled             the task's apps,
+                                                                                               writes their outcomes
+                                                               4. queue.wait returns;  <--    (Work Queue fetches them)
+                             5. collector thread takes   <--      one TaskDone per app
+                                the TaskDone, loads the
+    6. future resolves  <--     outcome
 
-Step 1 is ``parsl_wq.tasks`` (the task's files and command); step 3 runs a new
-Python per task, or, with ``coprocess=True``, a fork of the worker's warm
-Python (``parsl_wq.warm``, docs/warm.md). The manager's wait ends as soon as a
-message arrives (``parsl_wq.waiting``); step 5 is ``parsl_wq.outcomes``.
+Step 1 is ``parsl_wq.tasks`` (the task's files and command). In step 2 the
+manager submits each app alone while Work Queue has room, and holds it for a
+bundle otherwise (``parsl_wq.bundles``). Step 3 runs a new Python per task, or,
+with ``coprocess=True``, a fork of the worker's warm Python (``parsl_wq.warm``,
+docs/warm.md). The manager's wait ends as soon as a message arrives
+(``parsl_wq.waiting``); step 5 is ``parsl_wq.outcomes``.
 
 With ``pack=True``, step 1 asks the packer (``parsl_wq.pack``) for the app's
 environment; the SubmitTask is sent when it is built (at once when cached),
@@ -119,7 +121,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         for example ``WorkerFactory(batch_type="slurm", max_workers=50, cores=8)``.
         The factory runs as long as the executor, with the run's password.
     working_dir : str
-        Kept for compatibility; task files live in the run directory.
+        Kept for compatibility; the run's files live in the run directory.
     project_name : str, optional
         Work Queue project name: workers find the manager by this name through
         a catalog server instead of its address.
@@ -215,7 +217,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     worker_executable : str
         Command that starts a worker. Default "work_queue_worker".
     function_dir : str, optional
-        Where task files are written. Default: under the run directory.
+        Where function files and the runner's files of each task are written.
+        Default: under the run directory.
     max_bundle : int
         Most apps sent as one Work Queue task. While every slot is busy, apps
         that wait with the same category and resources leave together as a

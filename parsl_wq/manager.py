@@ -83,8 +83,8 @@ class Submitted:
     calls: str
     results: str
 
-    def outcomes(self) -> Dict[int, bytes]:
-        """The outcome of each app that wrote one, by task id; the files are removed."""
+    def outcomes(self) -> Dict[int, Tuple[bytes, float]]:
+        """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
         try:
             with open(self.results, "rb") as f:
                 data = f.read()
@@ -231,14 +231,15 @@ class Manager:
         else:
             done = TaskDone(task_id=int(task.tag), result=task.result, result_name=result_name,
                             exit_code=task.return_status, output=(task.output or "")[-OUTPUT_TAIL:], usage=usage)
-        if self.backlog is not None and done.result_name == "SUCCESS" and done.exit_code == 0:
-            self.backlog.measured(task.category or "", task.cmd_execution_time / 1e6, len(apps))
+        if self.backlog is not None and outcomes:
+            self.backlog.measured(apps[0].category, sum(s for _, s in outcomes.values()), len(outcomes))
         if len(apps) == 1:
-            self.channel.send(dataclasses.replace(done, outcome=outcomes.get(apps[0].task_id)))
+            outcome = outcomes.get(apps[0].task_id)
+            self.channel.send(dataclasses.replace(done, outcome=outcome[0] if outcome else None))
         else:
             self.split(apps, done, outcomes)
 
-    def split(self, apps: List[SubmitTask], done: TaskDone, outcomes: Dict[int, bytes]) -> None:
+    def split(self, apps: List[SubmitTask], done: TaskDone, outcomes: Dict[int, Tuple[bytes, float]]) -> None:
         """Report each app of a finished bundle that wrote its outcome; run the others again, each alone.
 
         An outcome is in the results file only once its app ran to its end,
@@ -251,7 +252,7 @@ class Manager:
             if outcome is not None:
                 self.channel.send(dataclasses.replace(
                     done, task_id=message.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
-                    result_name="SUCCESS", exit_code=0, outcome=outcome))
+                    result_name="SUCCESS", exit_code=0, outcome=outcome[0]))
             else:
                 self.submit([message])
 

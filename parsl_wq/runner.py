@@ -18,7 +18,8 @@ CALLS_FILE    a pickle of a list of calls, run one after the other in this
                 output_dirs  folders of its output files, created first
                 renames      (sent, final) names of files it appends to, moved first
 RESULTS_FILE  written by this runner: for each call as it ends, a frame of
-              its id and size (``FRAME``) followed by a pickle of
+              its id, its size and the seconds the app's function ran
+              (``FRAME``) followed by a pickle of
               ``{"ok": True, "value": v}`` or ``{"ok": False, ...}``
               describing the exception (see ``failure``). A frame is written
               with one ``write``: if this Python dies, the frames of the calls
@@ -46,12 +47,13 @@ import os
 import struct
 import sys
 from _pickle import dumps, loads
+from time import perf_counter
 
 EXIT_OK = 0
 EXIT_CANNOT_WRITE_RESULT = 4
 EXIT_RUNNER_FAILED = 1
 CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"     # on stderr, read by parsl_wq.outcomes
-FRAME = struct.Struct("!QQ")    # a call's id and the size of its outcome's pickle
+FRAME = struct.Struct("!QQd")   # a call's id, the size of its outcome's pickle, the seconds its function ran
 CALLS = "pwq_calls.pkl"         # the names of CALLS_FILE and RESULTS_FILE in the sandbox
 RESULTS = "pwq_results.pkl"
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
@@ -86,9 +88,10 @@ def run(calls, results_file, functions):
                 os.environ.clear()
                 os.environ.update(environ)
             sys.path[:] = path
-            data = serialize_outcome(run_call(call, functions))
+            outcome, seconds = run_call(call, functions)
+            data = serialize_outcome(outcome)
             try:
-                write_all(fd, FRAME.pack(call["id"], len(data)) + data)
+                write_all(fd, FRAME.pack(call["id"], len(data), seconds) + data)
             except OSError as e:
                 sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, results_file, e))
                 return EXIT_CANNOT_WRITE_RESULT
@@ -98,7 +101,7 @@ def run(calls, results_file, functions):
 
 
 def run_call(call, functions):
-    """The outcome of one call: its value, or a description of what it raised."""
+    """The outcome of one call (its value, or a description of what it raised), and the seconds its function ran."""
     try:
         place_files(call)
         name = call["function"]
@@ -107,11 +110,13 @@ def run_call(call, functions):
             function = functions[name] = load_function(name)
         args, kwargs = loads(call["arguments"])
     except BaseException as e:
-        return failure(e)
+        return failure(e), 0.0
+    started = perf_counter()
     try:
-        return {"ok": True, "value": function(*args, **kwargs)}
+        outcome = {"ok": True, "value": function(*args, **kwargs)}
     except BaseException as e:
-        return failure(e)
+        outcome = failure(e)
+    return outcome, perf_counter() - started
 
 
 def place_files(call):
@@ -124,14 +129,14 @@ def place_files(call):
 
 
 def read_results(data):
-    """``{id: outcome pickle}`` from a results file's content; a cut last frame is left out."""
+    """``{id: (outcome pickle, seconds)}`` from a results file's content; a cut last frame is left out."""
     results, offset = {}, 0
     while offset + FRAME.size <= len(data):
-        call_id, size = FRAME.unpack_from(data, offset)
+        call_id, size, seconds = FRAME.unpack_from(data, offset)
         start = offset + FRAME.size
         if start + size > len(data):
             break
-        results[call_id] = data[start:start + size]
+        results[call_id] = (data[start:start + size], seconds)
         offset = start + size
     return results
 

@@ -14,20 +14,23 @@ coprocess slot (one per core by default), in the worker's workspace::
 3. The host has forked the app process ahead of the call (a spare, so the
    fork is off the call's path) and hands it the call. The app process moves
    into ``t.TASK_ID``, sends its output to ``pwq_output``, sets the task's
-   environment and runs the runner (``parsl_wq.runner``) there: the app reads
-   and writes the same files as a cold task. The host waits for it, measures
+   environment and runs the runner (``parsl_wq.runner``) there on the task's
+   calls file: one app, or a bundle of apps run one after the other, reading
+   and writing the same files as in a cold task. The host waits for it, measures
    it, and stops it past a declared memory or time limit, or when the worker
    gives up the call.
 4. The host answers ``{"exit_code", "output", "usage", "exceeded"}``; an app
    killed by signal N gives exit code 128 + N, as in cold tasks.
 5. While an app runs, the host imports each module the app imports, as the
    app reports it (an audit hook writes each name to a pipe): on a worker with
-   a spare core both imports run at once. After an app that loaded its
-   function without trouble, the host loads it too. Then it forks the next
+   a spare core both imports run at once. After a call whose apps loaded
+   their functions without trouble, the host loads them too. Then it forks the next
    spare, which has both.
 
-Isolation: each app runs in a fork of the host, so what an app changes (module
-globals, ``os.environ``, ``sys.path``, its working directory) ends with it.
+Isolation: each call runs in a fork of the host, so what its apps change (module
+globals, ``os.environ``, ``sys.path``, the working directory) ends with it. The
+apps of one call (a bundle) share the fork; the runner resets the environment,
+``sys.path`` and the working directory between them.
 What carries over is what the host imported: a module's import-time work runs
 once per host, not once per app.
 

@@ -131,6 +131,13 @@ def load_without_workers(tmp_path):
         kernel.cleanup()
 
 
+def start_worker(executor, cores, folder):
+    """A worker started by hand with the executor's command, in a session of its own."""
+    import subprocess
+    return subprocess.Popen(f"{executor.worker_command} --cores {cores}", shell=True, cwd=folder,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def transactions(executor, word):
     """Lines of Work Queue's transactions log that carry ``word`` (comments left out)."""
     with open(os.path.join(executor._log_dir, "transactions.log")) as f:

@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import types
+import time
 
 import pytest
 from parsl.app.errors import wrap_error
@@ -260,7 +261,7 @@ def run_runner(tmp_path, function_bytes, *calls, results="results"):
                           capture_output=True)
     path = tmp_path / results
     outcomes = runner.read_results(path.read_bytes()) if path.exists() else {}
-    return proc.returncode, [pickle.loads(outcomes[i]) if i in outcomes else None for i in range(len(entries))]
+    return proc.returncode, [pickle.loads(outcomes[i][0]) if i in outcomes else None for i in range(len(entries))]
 
 
 def test_runner_writes_value(tmp_path):
@@ -316,9 +317,9 @@ def test_each_call_of_a_bundle_starts_in_the_sandbox_with_the_tasks_environment(
 
 
 def test_a_cut_last_frame_is_left_out():
-    whole = runner.FRAME.pack(7, 3) + b"abc"
-    cut = runner.FRAME.pack(8, 5) + b"ab"
-    assert runner.read_results(whole + cut) == {7: b"abc"}
+    whole = runner.FRAME.pack(7, 3, 0.5) + b"abc"
+    cut = runner.FRAME.pack(8, 5, 0.5) + b"ab"
+    assert runner.read_results(whole + cut) == {7: (b"abc", 0.5)}
     assert runner.read_results(whole[:10]) == {}
 
 
@@ -495,3 +496,84 @@ def test_the_warm_host_stops_an_app_whose_worker_gave_up_the_call():
     os.close(reports_w)
     status, _, _, exceeded = warm.watch(pid, host_side, {}, 1, warm.Reports(reports_r))
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and exceeded == {}
+
+
+# ----------------------------------------------------------------- bundles
+
+def held_app(task_id, category="c", inputs=(), outputs=(), cores=None):
+    from parsl_wq.messages import FileTransfer, SubmitTask
+    return SubmitTask(task_id=task_id, command="run", category=category,
+                      inputs=tuple(FileTransfer(*f) for f in inputs), outputs=tuple(FileTransfer(*f) for f in outputs),
+                      entry={"id": task_id}, arguments=b"", resources={"cores": cores} if cores else {})
+
+
+def test_a_kind_of_app_not_yet_measured_goes_alone():
+    from parsl_wq.bundles import Backlog
+    backlog = Backlog(max_bundle=100)
+    for i in range(50):
+        backlog.add(held_app(i))
+    assert [m.task_id for m in backlog.take(slots=1)] == [0] and len(backlog) == 49
+
+
+def test_bundles_grow_with_the_backlog_and_stay_under_the_time_and_size_caps():
+    from parsl_wq.bundles import Backlog
+    backlog = Backlog(max_bundle=100, bundle_seconds=1.0)
+    backlog.measured("c", seconds=0.5, apps=50)     # 10 ms per app: at most 100 per second
+    for i in range(1000):
+        backlog.add(held_app(i))
+    assert len(backlog.take(slots=2)) == 100        # the size cap
+    backlog.measured("c", seconds=0.05, apps=1)     # slower now: 50 ms per app counts at once
+    assert len(backlog.take(slots=2)) == 20         # the time cap
+    small = Backlog(max_bundle=100)
+    small.measured("c", seconds=0.01, apps=10)
+    for i in range(12):
+        small.add(held_app(i))
+    assert len(small.take(slots=2)) == 3            # a small backlog is shared among the slots
+    assert [m.task_id for m in small.take(slots=2)] == [3, 4, 5]
+
+
+def test_apps_of_a_second_or_more_always_go_alone():
+    from parsl_wq.bundles import Backlog
+    backlog = Backlog(max_bundle=100)
+    backlog.measured("c", seconds=1.2, apps=1)
+    for i in range(10):
+        backlog.add(held_app(i))
+    assert len(backlog.take(slots=1)) == 1
+
+
+def test_only_apps_of_one_kind_share_a_bundle_and_the_longest_waiting_kind_goes_first():
+    from parsl_wq.bundles import Backlog
+    backlog = Backlog(max_bundle=100)
+    for category in ("a", "b"):
+        backlog.measured(category, seconds=0.01, apps=1)
+    backlog.add(held_app(0, "b"))
+    for i in range(1, 6):
+        backlog.add(held_app(i, "a"))
+    backlog.add(held_app(6, "b", cores=2))
+    backlog.add(held_app(7, "b"))
+    bundles = [[m.task_id for m in backlog.take(slots=1)] for _ in range(6)]
+    assert bundles == [[0], [1, 2, 3], [4], [5], [6], [7]] and len(backlog) == 0
+
+
+def test_apps_whose_sandbox_names_collide_are_left_for_a_later_bundle():
+    from parsl_wq.bundles import Backlog
+    backlog = Backlog(max_bundle=100)
+    backlog.measured("c", seconds=0.01, apps=1)
+    function = ("/run/fn.pkl", "fn.pkl", True)
+    backlog.add(held_app(0, inputs=[function, ("/a/in.txt", "in.txt", False)], outputs=[("/a/out", "out", False)]))
+    backlog.add(held_app(1, inputs=[function, ("/b/in.txt", "in.txt", False)]))     # same name, other file
+    backlog.add(held_app(2, inputs=[function], outputs=[("/a/out", "out", False)]))  # same output
+    backlog.add(held_app(3, inputs=[function, ("/a/in.txt", "in.txt", False)]))     # the same input: shared
+    backlog.add(held_app(4, inputs=[function, ("/x", "out", False)]))               # reads what 0 writes
+    assert [m.task_id for m in backlog.take(slots=1)] == [0, 3]
+    assert [m.task_id for m in backlog.take(slots=1)] == [1, 2]
+    assert [m.task_id for m in backlog.take(slots=1)] == [4]
+
+
+def test_the_runner_times_each_app_s_function_only(tmp_path):
+    (tmp_path / "fn").write_bytes(serialize.serialize_function(time.sleep))
+    entries = [{"id": 5, "function": "fn", "arguments": pickle.dumps(((0.2,), {}))}]
+    (tmp_path / "calls").write_bytes(pickle.dumps(entries))
+    subprocess.run([sys.executable, RUNNER, "calls", "results"], cwd=tmp_path, timeout=60, check=True)
+    (_, seconds), = runner.read_results((tmp_path / "results").read_bytes()).values()
+    assert 0.2 <= seconds < 1.0

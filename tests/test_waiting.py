@@ -32,8 +32,9 @@ def test_a_task_submitted_while_another_runs_starts_before_it_ends(tmp_path, no_
     def send(message):      # as ManagerProcess.send does
         executor_side.send(message)
         os.write(bell_w, b"!")
-    manager = Manager(wq, queue, Channel(to_manager_r, from_manager_w), ManagerConfig(port=0, log_dir=str(tmp_path)),
-                      (bell_r, os.dup(bell_w)), wait_seconds=HOUR)
+    config = ManagerConfig(port=0, log_dir=str(tmp_path), task_dir=str(tmp_path))
+    manager = Manager(wq, queue, Channel(to_manager_r, from_manager_w), config, (bell_r, os.dup(bell_w)),
+                      wait_seconds=HOUR)
     serving = threading.Thread(target=manager.serve, daemon=True)
     serving.start()
     worker = subprocess.Popen(["work_queue_worker", "--cores", "2", "--single-shot", "--timeout", "60",
@@ -43,9 +44,9 @@ def test_a_task_submitted_while_another_runs_starts_before_it_ends(tmp_path, no_
     try:
         # The long task runs until the short one has run, or gives up (exit 1) after half a second.
         send(SubmitTask(1, f"touch {started}; for i in $(seq 10); do [ -e {mark} ] && exit 0; "
-                           f"sleep 0.05; done; exit 1", "long", (), (), {"cores": 1}))
+                           f"sleep 0.05; done; exit 1", "long", (), (), {"id": 1}, b"", {"cores": 1}))
         wait_until(started.exists, timeout=60, interval=0.01)
-        send(SubmitTask(2, f"touch {mark}", "short", (), (), {"cores": 1}))
+        send(SubmitTask(2, f"touch {mark}", "short", (), (), {"id": 2}, b"", {"cores": 1}))
         done = []
         while len(done) < 2:
             done += [m for m in executor_side.receive(timeout=60) if isinstance(m, TaskDone)]

@@ -7,7 +7,6 @@ crash table and the integration tests also run warm (conftest's ``dfk``).
 
 import os
 import signal
-import subprocess
 
 import parsl
 import psutil
@@ -17,7 +16,7 @@ from parsl.providers import LocalProvider
 
 import apps
 import warm_apps
-from conftest import engine_has_coprocesses, wait_until, worker_processes
+from conftest import engine_has_coprocesses, start_worker, wait_until, worker_processes
 from parsl_wq import WorkQueueExecutor, resource_usage
 from parsl_wq.errors import ConfigurationError, ResourceExhausted, TaskFailure
 
@@ -116,12 +115,6 @@ def test_a_worker_killed_mid_app_loses_no_app(tmp_path, no_leftover_workers, mon
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
-
-
-def start_worker(executor, cores, folder):
-    """A worker started by hand with the executor's command, in a session of its own."""
-    return subprocess.Popen(f"{executor.worker_command} --cores {cores}", shell=True, cwd=folder,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory(warm):

@@ -1,0 +1,243 @@
+"""Bundling: many short apps, side by side with HTEX and with bundling off, in one run.
+
+    make bench                            # with the other benchmarks (Debian's 9.9)
+    make bench ENGINE=7.17.1
+    .venv/bin/python benchmarks/bundling.py [--only perf,short,long,first,scale] [--scale 100000]
+
+Workers run on this machine (2 cores), connected to 127.0.0.1; no project
+name: nothing leaves it. Each measurement is its own ``parsl.load`` cycle.
+
+    perf    ``parsl-perf --config FILE --time 10`` (ships with Parsl; apps
+            declare nothing, so a Work Queue app takes the whole worker), for
+            HTEX (2 workers) and parsl_wq with and without bundling; the
+            apps/s of its last iteration.
+    short   --short apps of 10 ms (``time.sleep(0.01)``) declaring 1 core on one
+            2-core worker: apps/s, and the share of the ideal 200 apps/s.
+    long    --long apps of 2 s declaring 1 core: wall time with bundling and
+            without; nothing may delay a long app.
+    first   seconds from just before ``parsl.load`` to the first result.
+    scale   --scale no-op apps declaring 1 core, at most --window in flight:
+            the rate per 10,000 results, the peak RSS of this process and of
+            the manager process per 10,000, and the files left in the run's
+            task folder at the end.
+
+Targets, printed after the tables: perf >= 1.0x HTEX, short >= 80% of 200
+apps/s, long within 5% of the wall time without bundling, first <= 0.3 s.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PERF_CONFIGS = os.path.join(HERE, "perf_configs")
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+import parsl  # noqa: E402
+import psutil  # noqa: E402
+from parsl import python_app  # noqa: E402
+from parsl.config import Config  # noqa: E402
+
+from parsl_wq import WorkQueueExecutor  # noqa: E402
+from parsl_wq.engine import describe_engine  # noqa: E402
+
+ONE_CORE = {"cores": 1}
+
+
+@python_app
+def sleep_for(seconds, parsl_resource_specification={}):
+    import time
+    time.sleep(seconds)
+
+
+@python_app
+def noop(parsl_resource_specification={}):
+    return None
+
+
+# ---------------------------------------------------------------- parsl-perf
+
+def parsl_perf(config_name: str, seconds: int) -> float:
+    """Apps/s of parsl-perf's last iteration with ``perf_configs/CONFIG_NAME.py``."""
+    with tempfile.TemporaryDirectory() as folder:
+        run = subprocess.run([sys.executable, "-m", "parsl.benchmark.perf", "--config",
+                              os.path.join(PERF_CONFIGS, config_name + ".py"), "--time", str(seconds)],
+                             cwd=folder, capture_output=True, text=True, timeout=40 * seconds + 300)
+    rates = re.findall(r"Tasks per second: ([0-9.]+)", run.stdout)
+    if run.returncode != 0 or not rates:
+        raise RuntimeError(f"parsl-perf with {config_name} failed: {(run.stdout + run.stderr)[-600:]}")
+    return float(rates[-1])
+
+
+# ---------------------------------------------------------------- parsl_wq runs
+
+def loaded(folder: str, **options):
+    executor = WorkQueueExecutor(port=0, worker_options="--cores 2", **options)
+    return parsl.load(Config(executors=[executor], run_dir=os.path.join(folder, "runinfo"), strategy="none"))
+
+
+def short_apps(count: int, **options) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        dfk = loaded(folder, **options)
+        try:
+            sleep_for(0.01, parsl_resource_specification=ONE_CORE).result()     # the worker is up
+            start = time.perf_counter()
+            futures = [sleep_for(0.01, parsl_resource_specification=ONE_CORE) for _ in range(count)]
+            for f in futures:
+                f.result()
+            return count / (time.perf_counter() - start)
+        finally:
+            dfk.cleanup()
+
+
+def long_apps(count: int, **options) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        dfk = loaded(folder, **options)
+        try:
+            start = time.perf_counter()
+            futures = [sleep_for(2, parsl_resource_specification=ONE_CORE) for _ in range(count)]
+            for f in futures:
+                f.result()
+            return time.perf_counter() - start
+        finally:
+            dfk.cleanup()
+
+
+def first_result() -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        dfk = loaded(folder)
+        try:
+            noop(parsl_resource_specification=ONE_CORE).result()
+            return time.perf_counter() - start
+        finally:
+            dfk.cleanup()
+
+
+class PeakRss:
+    """The largest RSS, in MB, of each watched process since the last ``take``, sampled every 0.2 s."""
+
+    def __init__(self, pids):
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.peaks = [0.0] * len(pids)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        threading.Thread(target=self.sample, daemon=True).start()
+
+    def sample(self):
+        while not self.stopped.wait(0.2):
+            with self.lock:
+                for i, process in enumerate(self.processes):
+                    try:
+                        self.peaks[i] = max(self.peaks[i], process.memory_info().rss / 2 ** 20)
+                    except psutil.Error:
+                        pass
+
+    def take(self):
+        with self.lock:
+            peaks, self.peaks = self.peaks, [0.0] * len(self.peaks)
+        return peaks
+
+
+def scale(count: int, window: int):
+    """Rows of (results so far, apps/s over the last 10,000, peak RSS of this process, of the manager), and
+    the names left in the task folder after the run."""
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        dfk = loaded(folder)
+        executor = dfk.executors["WorkQueueExecutor"]
+        task_dir = executor._task_files.task_dir
+        try:
+            noop(parsl_resource_specification=ONE_CORE).result()
+            peaks = PeakRss([os.getpid(), executor._manager.process.pid])
+            done = threading.Semaphore(0)
+            in_flight = threading.BoundedSemaphore(window)
+            start = last = time.perf_counter()
+
+            def finished(_):
+                in_flight.release()
+                done.release()
+            submitter = threading.Thread(target=submit_all, args=(count, in_flight, finished), daemon=True)
+            submitter.start()
+            for n in range(1, count + 1):
+                done.acquire()
+                if n % 10000 == 0:
+                    now = time.perf_counter()
+                    rows.append((n, 10000 / (now - last), *peaks.take()))
+                    last = now
+            total = count / (time.perf_counter() - start)
+            peaks.stopped.set()
+        finally:
+            dfk.cleanup()
+        left = os.listdir(task_dir)
+    return rows, total, left
+
+
+def submit_all(count, in_flight, finished):
+    for _ in range(count):
+        in_flight.acquire()
+        noop(parsl_resource_specification=ONE_CORE).add_done_callback(finished)
+
+
+# ---------------------------------------------------------------- report
+
+def table(header, rows):
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    for line in [header, ["-" * w for w in widths]] + rows:
+        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(line, widths)) + " |")
+    print()
+
+
+def target(what, ok, detail):
+    print(f"{'met   ' if ok else 'MISSED'} {what}: {detail}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="perf,short,long,first,scale")
+    parser.add_argument("--perf-seconds", type=int, default=10)
+    parser.add_argument("--short", type=int, default=10000)
+    parser.add_argument("--long", type=int, default=100)
+    parser.add_argument("--scale", type=int, default=100000)
+    parser.add_argument("--window", type=int, default=20000)
+    args = parser.parse_args(argv)
+    only = args.only.split(",")
+    print(f"engine: {describe_engine()}\n")
+    targets = []
+    if "perf" in only:
+        htex, bundled, alone = (parsl_perf(name, args.perf_seconds) for name in ("htex", "parsl_wq", "parsl_wq_alone"))
+        table(["parsl-perf (apps declare nothing)", "apps/s", "vs HTEX"],
+              [[name, f"{rate:.0f}", f"{rate / htex:.2f}x"] for name, rate in
+               (("HTEX, 2 workers", htex), ("parsl_wq", bundled), ("parsl_wq, max_bundle=1", alone))])
+        targets.append(("parsl-perf >= 1.0x HTEX", bundled >= htex, f"{bundled / htex:.2f}x"))
+    if "short" in only:
+        bundled, alone = short_apps(args.short), short_apps(min(args.short, 2000), max_bundle=1)
+        table([f"{args.short} apps of 10 ms, 1 core each, one 2-core worker", "apps/s", "of ideal 200/s"],
+              [["parsl_wq", f"{bundled:.0f}", f"{bundled / 2:.0f}%"],
+               [f"parsl_wq, max_bundle=1 ({min(args.short, 2000)} apps)", f"{alone:.0f}", f"{alone / 2:.0f}%"]])
+        targets.append(("10 ms apps >= 80% of 200/s", bundled >= 160, f"{bundled / 2:.0f}%"))
+    if "long" in only:
+        bundled, alone = long_apps(args.long), long_apps(args.long, max_bundle=1)
+        table([f"{args.long} apps of 2 s, 1 core each", "wall s", "vs max_bundle=1"],
+              [["parsl_wq", f"{bundled:.1f}", f"{bundled / alone:.3f}x"], ["parsl_wq, max_bundle=1", f"{alone:.1f}", "1x"]])
+        targets.append(("2 s apps: the same wall time", bundled <= 1.05 * alone, f"{bundled / alone:.3f}x"))
+    if "first" in only:
+        first = first_result()
+        print(f"first result after parsl.load: {first:.2f} s\n")
+        targets.append(("first result <= 0.3 s", first <= 0.3, f"{first:.2f} s"))
+    if "scale" in only:
+        rows, total, left = scale(args.scale, args.window)
+        table(["results", "apps/s (last 10,000)", "peak RSS, this process MB", "peak RSS, manager MB"],
+              [[f"{n:,}", f"{rate:.0f}", f"{mine:.0f}", f"{manager:.0f}"] for n, rate, mine, manager in rows])
+        print(f"{args.scale:,} apps at {total:.0f} apps/s; files left in the task folder: {len(left)}\n")
+    for what, ok, detail in targets:
+        target(what, ok, detail)
+
+
+if __name__ == "__main__":
+    main()

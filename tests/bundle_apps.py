@@ -1,0 +1,56 @@
+"""Apps of the bundling tests (test_bundles.py), importable by workers through PYTHONPATH."""
+
+import os
+import time
+
+from parsl import python_app
+
+
+@python_app
+def numbered(i):
+    """``(i, pid)``, or a ValueError naming ``i`` for every seventh; apps of one bundle share the pid."""
+    if i % 7 == 3:
+        raise ValueError(f"app {i} fails")
+    return i, os.getpid()
+
+
+@python_app
+def occupy(seconds):
+    """Hold the worker's only slot, so that the apps submitted next wait and can be bundled."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@python_app
+def exit_if(i, log, victim):
+    """Append ``i pid`` to ``log``; then end this Python if ``i`` is the victim, else return ``(i, pid)``."""
+    with open(log, "a") as f:
+        f.write(f"{i} {os.getpid()}\n")
+    if i == victim:
+        os._exit(3)
+    return i, os.getpid()
+
+
+@python_app
+def logged(i, log, seconds):
+    """Sleep, then append ``i pid`` to ``log``: the log shows which apps had ended and in which process."""
+    time.sleep(seconds)
+    with open(log, "a") as f:
+        f.write(f"{i} {os.getpid()}\n")
+    return i, os.getpid()
+
+
+@python_app
+def upper(inputs=(), outputs=()):
+    """Read the one input, write it in capitals to the one output; return what was read and the pid."""
+    with open(inputs[0].filepath) as f:
+        text = f.read()
+    with open(outputs[0].filepath, "w") as f:
+        f.write(text.upper())
+    return text, os.getpid()
+
+
+@python_app
+def slow(seconds):
+    time.sleep(seconds)
+    return os.getpid()
