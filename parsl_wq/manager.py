@@ -151,7 +151,7 @@ class Manager:
             self.submit([message])
 
     def release(self) -> bool:
-        """Submit held apps, in bundles, while Work Queue has room; returns whether any left."""
+        """Submit held apps, in bundles, while Work Queue has room; returns whether it submitted any."""
         released = False
         while self.backlog:
             slots = self.slots()
