@@ -4,8 +4,9 @@
     make bench ENGINE=7.17.1
     .venv/bin/python benchmarks/bundling.py [--only perf,short,long,first,scale] [--scale 100000]
 
-Workers run on this machine (2 cores), connected to 127.0.0.1; no project
-name: nothing leaves it. Each measurement is its own ``parsl.load`` cycle.
+Workers run on this machine (2 cores, with a fixed ``--disk``: see
+``warm.worker_options``), connected to 127.0.0.1; no project name: nothing
+leaves it. Each measurement is its own ``parsl.load`` cycle.
 
     perf    ``parsl-perf --config FILE --time 10`` (ships with Parsl; apps
             declare nothing, so a Work Queue app takes the whole worker), for
@@ -45,6 +46,7 @@ from parsl.config import Config  # noqa: E402
 
 from parsl_wq import WorkQueueExecutor  # noqa: E402
 from parsl_wq.engine import describe_engine  # noqa: E402
+from warm import worker_options  # noqa: E402  (--cores 2 and a fixed --disk: see there)
 
 ONE_CORE = {"cores": 1}
 
@@ -77,7 +79,7 @@ def parsl_perf(config_name: str, seconds: int) -> float:
 # ---------------------------------------------------------------- parsl_wq runs
 
 def loaded(folder: str, **options):
-    executor = WorkQueueExecutor(port=0, worker_options="--cores 2", **options)
+    executor = WorkQueueExecutor(port=0, worker_options=worker_options(), **options)
     return parsl.load(Config(executors=[executor], run_dir=os.path.join(folder, "runinfo"), strategy="none"))
 
 
