@@ -57,6 +57,7 @@ parsl-suite-warm: setup
 
 bench: setup
 	$(WITH_ENGINE) $(PY) benchmarks/throughput.py
+	$(WITH_ENGINE) $(PY) benchmarks/bundling.py
 	$(WITH_ENGINE) $(PY) benchmarks/resources.py
 	$(WITH_ENGINE) $(PY) benchmarks/pack.py
 	$(WITH_ENGINE) $(PY) benchmarks/peaks.py

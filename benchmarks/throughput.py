@@ -1,6 +1,6 @@
 """No-op apps through three executors, side by side in one run.
 
-    python benchmarks/throughput.py [--tasks-parsl-wq 40] [--tasks-parsl-wq-ours 400] [--tasks-htex 3000]
+    python benchmarks/throughput.py [--tasks-parsl-wq 3000] [--tasks-parsl-workqueue 40] [--tasks-htex 3000]
 
 For each executor, in a fresh process: the time from calling ``parsl.load`` to
 the first result of one no-op app, then the throughput of N no-op apps
@@ -95,7 +95,7 @@ def run(kind, tasks, shim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks-parsl-wq", type=int, default=400, help="no-op apps for parsl_wq")
+    parser.add_argument("--tasks-parsl-wq", type=int, default=3000, help="no-op apps for parsl_wq")
     parser.add_argument("--tasks-parsl-workqueue", type=int, default=40, help="for Parsl's own WorkQueueExecutor")
     parser.add_argument("--tasks-htex", type=int, default=3000, help="for Parsl's HighThroughputExecutor")
     args = parser.parse_args()
