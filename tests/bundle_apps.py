@@ -3,7 +3,7 @@
 import os
 import time
 
-from parsl import python_app
+from parsl import bash_app, python_app
 
 
 @python_app
@@ -54,3 +54,19 @@ def upper(inputs=(), outputs=()):
 def slow(seconds):
     time.sleep(seconds)
     return os.getpid()
+
+
+@bash_app
+def echo_variable(i, stdout=None):
+    """Print the run's PWQ_BUNDLE_VAR and ``i`` to this app's own stdout file."""
+    return f"echo $PWQ_BUNDLE_VAR {i}"
+
+
+@python_app
+def fail_once(i, marks):
+    """Fail the first time it runs for ``i`` (a mark file remembers), succeed the second: for Parsl's retries."""
+    mark = os.path.join(marks, str(i))
+    if not os.path.exists(mark):
+        open(mark, "w").close()
+        raise RuntimeError(f"first try of {i}")
+    return i, os.getpid()

@@ -30,9 +30,10 @@ def load(request, tmp_path, no_leftover_workers):
     """Load an executor, cold or warm; ``deliveries`` counts the outcomes it received per task."""
     kernels = []
 
-    def load(**options):
+    def load(retries=0, **options):
         executor = WorkQueueExecutor(port=0, coprocess=request.param == "warm", **options)
-        kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
+        kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none",
+                                         retries=retries)))
         deliver = executor._deliver
         executor.deliveries = collections.Counter()
 
@@ -175,6 +176,28 @@ def test_apps_whose_outputs_would_collide_are_never_bundled_together(load, tmp_p
     assert len(set(pids_of_own)) < len(pids_of_own)         # while the others were bundled
     assert all(open(o).read() == "SHARED INPUT" for o in outputs)
     assert each_delivered_once(executor)
+
+
+def test_bundled_bash_apps_get_their_env_and_stdout_files_and_autolabel_measures_their_bundle(load, tmp_path):
+    load(env={"PWQ_BUNDLE_VAR": "from-env"}, autolabel=True)
+    outputs = [str(tmp_path / f"out{i}.txt") for i in range(21)]
+    bundle_apps.echo_variable(0, stdout=outputs[0]).result(timeout=TIMEOUT)
+    futures = behind_occupied_slot(lambda: [bundle_apps.echo_variable(i, stdout=outputs[i]) for i in range(1, 21)])
+    assert [f.result(timeout=TIMEOUT) for f in futures] == [0] * 20
+    assert [open(o).read() for o in outputs[1:]] == [f"from-env {i}\n" for i in range(1, 21)]
+    bundled = [resource_usage(f) for f in futures if resource_usage(f).bundled > 1]
+    assert bundled and all(usage.measured.get("wall_time", 0) > 0 for usage in bundled)
+
+
+def test_parsl_retries_rerun_an_app_that_failed_in_a_bundle(load, tmp_path):
+    load(retries=1)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    bundle_apps.fail_once(0, str(marks)).result(timeout=TIMEOUT)
+    futures = behind_occupied_slot(lambda: [bundle_apps.fail_once(i, str(marks)) for i in range(1, 21)])
+    results = [f.result(timeout=TIMEOUT) for f in futures]
+    assert [i for i, _ in results] == list(range(1, 21))
+    assert len({pid for _, pid in results}) < 20           # the second tries were bundled too
 
 
 def test_max_bundle_1_sends_each_app_alone(load):
