@@ -226,7 +226,8 @@ def main(argv=None):
     if "long" in only:
         bundled, alone = long_apps(args.long), long_apps(args.long, max_bundle=1)
         table([f"{args.long} apps of 2 s, 1 core each", "wall s", "vs max_bundle=1"],
-              [["parsl_wq", f"{bundled:.1f}", f"{bundled / alone:.3f}x"], ["parsl_wq, max_bundle=1", f"{alone:.1f}", "1x"]])
+              [["parsl_wq", f"{bundled:.1f}", f"{bundled / alone:.3f}x"],
+               ["parsl_wq, max_bundle=1", f"{alone:.1f}", "1x"]])
         targets.append(("2 s apps: the same wall time", bundled <= 1.05 * alone, f"{bundled / alone:.3f}x"))
     if "first" in only:
         first = first_result()

@@ -5,7 +5,7 @@ worker's time, files, a round trip and (cold) a Python's start. When apps
 wait anyway because every slot is busy, the manager holds them here instead
 of in Work Queue, and when room frees it sends the longest-waiting group's
 apps as one task (a *bundle*). The runner runs them one after the other in
-one Python and writes one result per app (``parsl_wq.runner.run``).
+one Python and writes one outcome per app (``parsl_wq.runner.run``).
 
 - Room: the manager keeps at most ``2 * slots`` tasks in Work Queue, where
   ``slots`` is what runs now plus the workers that are idle. While there is
@@ -16,9 +16,10 @@ one Python and writes one result per app (``parsl_wq.runner.run``).
 - Size: ``min(max_bundle, ceil(waiting in the group / (2 * slots)),
   BUNDLE_SECONDS / seconds per app)``. Seconds per app are the time the
   runner measured around each call of the category's apps (not the Python's
-  start, nor loading the function and arguments, paid once per task); until
-  one finished, and for apps of BUNDLE_SECONDS or more, each app goes alone. So bundles grow with the
-  backlog, shrink as it drains, and long apps are never bundled.
+  start, nor loading the function and arguments, paid once per task). Until
+  one finished, and for apps of BUNDLE_SECONDS or more, each app goes alone.
+  So bundles grow with the backlog, shrink as it drains, and long apps are
+  never bundled.
 
 Standard library only: the manager process imports it.
 """

@@ -64,7 +64,7 @@ class SubmitTask:
     category: str
     inputs: Tuple[FileTransfer, ...]    # the function file, the runner, and the app's own files
     outputs: Tuple[FileTransfer, ...]   # the app's own files
-    entry: Dict[str, Any]   # the app's entry in the runner's calls file (``parsl_wq.runner``), but its arguments
+    entry: Dict[str, Any]   # the app's entry in the runner's calls file (``parsl_wq.runner``), less its arguments
     arguments: bytes        # a pickle of (args, kwargs)
     resources: Dict[str, Any] = field(default_factory=dict)
     env: Dict[str, str] = field(default_factory=dict)
