@@ -214,7 +214,7 @@ class Spare:
 
 class Reports:
     """What an app process reports while it runs, on a pipe: each module it imports, which is imported here
-    too, and whether it loaded its function from its file."""
+    too, and each function file it loaded."""
 
     FUNCTION_LOADED = b"=function-loaded "
 
