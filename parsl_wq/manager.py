@@ -225,7 +225,7 @@ class Manager:
         apps = submitted.apps
         outcomes = submitted.outcomes()
         result_name = self.result_names.get(task.result, str(task.result))
-        usage = dataclasses.replace(self.usage(task), bundled=len(apps))
+        usage = self.usage(task, bundled=len(apps))
         if apps[0].call is not None:
             done = self.warm_done(task, result_name, usage)
         else:
@@ -270,14 +270,15 @@ class Manager:
         return TaskDone(int(task.tag), task.result, result_name, answer["exit_code"],
                         answer["output"][-OUTPUT_TAIL:], usage)
 
-    def usage(self, task) -> TaskUsage:
+    def usage(self, task, bundled: int) -> TaskUsage:
         return TaskUsage(
             category=task.category or "",
             allocated=allocation.summary_to_dict(task.resources_allocated, allocation.ALLOCATED),
             measured=allocation.summary_to_dict(task.resources_measured, allocation.MEASURED),
             exceeded=allocation.summary_to_dict(task.limits_exceeded, allocation.MEASURED),
             attempts=task._task.try_count,   # Task.total_submissions raises in this build
-            host=task.hostname or "")
+            host=task.hostname or "",
+            bundled=bundled)
 
     def close(self, orphaned: bool) -> None:
         """Cancel what still runs, then tell the executor's workers to leave.

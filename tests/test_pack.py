@@ -14,7 +14,7 @@ import pytest
 from parsl import bash_app, python_app
 
 import pack_apps
-from parsl_wq import serialize
+from parsl_wq import resource_usage, serialize
 from parsl_wq.errors import TaskFailure
 from parsl_wq.tasks import UNPACKER
 from parsl_wq.pack import Packer, conda
@@ -58,8 +58,11 @@ def test_with_pack_apps_run_on_workers_without_their_packages_or_without_python(
     assert values == [1, 2, 3]
     assert module_file.startswith(prefix + os.sep) and "/pwq-envs/" in prefix
 
-    # Many tasks at once on two 2-core workers: each worker unpacks each environment once.
-    results = [f.result(timeout=TIMEOUT) for f in [unpacks() for _ in range(24)]]
+    # Many tasks at once on two 2-core workers: each worker unpacks each environment once, and the apps
+    # that wait for a slot share tasks (bundles) in the packed environment.
+    futures = [unpacks() for _ in range(24)]
+    results = [f.result(timeout=TIMEOUT) for f in futures]
+    assert max(resource_usage(f).bundled for f in futures) > 1
     lines = {line for _, log in results for line in log}
     by_host = {}
     for line in lines:
