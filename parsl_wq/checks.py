@@ -81,9 +81,6 @@ def _check_warm(options, engine: Features) -> None:
         raise ConfigurationError("allocation_mode", options.allocation_mode, "\"fixed\" with coprocess=True: Work "
                                  "Queue learns allocations from its resource monitor, which does not run "
                                  "warm apps; use coprocess=False to learn them")
-    if options.pack:
-        raise ConfigurationError("pack", True, "pack=False with coprocess=True: warm workers run apps with "
-                                 "the worker's Python; use coprocess=False to ship packed environments")
 
 def _check_tls(options, engine: Features) -> None:
     if options.ssl in (None, False):

@@ -234,6 +234,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         Python starts per app; what an app changes ends with its fork (see
         docs/warm.md). Default False: each app starts a fresh Python. On an
         engine without coprocesses (Debian's 9.9) True fails at construction.
+        With ``pack=True`` the warm Python of each packed environment is that
+        environment's interpreter, started on a worker at its first app.
     scaling_cores_per_worker : int
         Cores a worker is expected to have, for Parsl's scaling.
     remote_monitoring_radio : RadioConfig, optional

@@ -13,10 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 from parsl_wq import serialize
 from parsl_wq.errors import AppCrashed, InputMissing, ResourceExhausted, TaskFailure, explain_result
 from parsl_wq.messages import TaskDone
-from parsl_wq.runner import CANNOT_WRITE_RESULT
-
-# Printed by the task command when a packed environment cannot be unpacked.
-UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"
+from parsl_wq.runner import CANNOT_WRITE_RESULT, UNPACK_FAILED
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "out of memory, a time limit, or a kill",

@@ -52,7 +52,9 @@ from time import perf_counter
 EXIT_OK = 0
 EXIT_CANNOT_WRITE_RESULT = 4
 EXIT_RUNNER_FAILED = 1
+EXIT_UNPACK_FAILED = 3
 CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"     # on stderr, read by parsl_wq.outcomes
+UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"   # in the output, with EXIT_UNPACK_FAILED
 FRAME = struct.Struct("!QQd")   # a call's id, the size of its outcome's pickle, the seconds its function ran
 CALLS = "pwq_calls.pkl"         # the names of CALLS_FILE and RESULTS_FILE in the sandbox
 RESULTS = "pwq_results.pkl"

@@ -23,7 +23,6 @@ from parsl_wq import runner, serialize
 from parsl_wq.errors import SerializationFailed
 from parsl_wq.files import Staging
 from parsl_wq.messages import FileTransfer, SubmitTask
-from parsl_wq.outcomes import UNPACK_FAILED
 from parsl_wq.pack import PackedEnvironment
 from parsl_wq.resources import Resources
 
@@ -31,7 +30,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "runner.py")
 UNPACKER = os.path.join(HERE, "unpack.sh")
 WARM_HOST = os.path.join(HERE, "warm.py")
-EXIT_UNPACK_FAILED = 3      # the task's exit code when its environment could not be unpacked
 NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
 REQUESTS = ("cores", "memory", "disk", "gpus", "priority", "running_time_min")
 
@@ -92,7 +90,7 @@ class TaskFiles:
         inputs = [FileTransfer(self.function_path(function_name), function_name, cache=True)]
         requested = {k: getattr(resources, k) for k in REQUESTS if getattr(resources, k) is not None}
         if self.options.warm:
-            command, call = "", self.warm_call(requested)
+            command, call = "", self.warm_call(requested, ship_environment(environment, inputs))
         else:
             inputs.insert(0, FileTransfer(RUNNER, "pwq_runner.py", cache=True))
             prefix, python = self.prefix(environment, inputs)
@@ -112,11 +110,9 @@ class TaskFiles:
             prefix = f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
             python = '"$PY"'
         else:
-            tarball = f"pwq_env_{environment.name}.tar.gz"
-            inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
-                       FileTransfer(environment.tarball, tarball, cache=True)]
+            tarball = ship_environment(environment, inputs)["tarball"]
             prefix = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
-                      f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
+                      f"{{ echo '{runner.UNPACK_FAILED}' >&2; exit {runner.EXIT_UNPACK_FAILED}; }}; "
                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; ")
             python = '"$ENV/bin/python"'
         if self.options.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
@@ -126,8 +122,12 @@ class TaskFiles:
             prefix = f"{self.options.init_command}; {prefix}"
         return prefix, python
 
-    def warm_call(self, requested: Dict[str, Any]) -> Dict[str, Any]:
-        """What the warm host on the worker needs to run the app (JSON: it travels as the coprocess's input)."""
+    def warm_call(self, requested: Dict[str, Any], environment: Optional[Dict[str, str]]) -> Dict[str, Any]:
+        """What the warm host on the worker needs to run the app (JSON: it travels as the coprocess's input).
+
+        ``environment`` names a packed environment's tarball in the sandbox: the
+        app then runs in a warm host started with that environment's Python.
+        """
         env = dict(self.options.env)
         if requested.get("cores"):      # as Work Queue sets them for a cold task
             env.update(CORES=str(requested["cores"]), OMP_NUM_THREADS=str(requested["cores"]))
@@ -141,7 +141,17 @@ class TaskFiles:
                                          if requested.get("running_time_min") else None)) if v}
         return {"env": env, "limits": limits,
                 "interval": self.options.monitor_interval or 1,
-                "node_tmpdir": NODE_TMPDIR if self.options.shared_fs else None}
+                "node_tmpdir": NODE_TMPDIR if self.options.shared_fs else None, "environment": environment}
+
+
+def ship_environment(environment: Optional[PackedEnvironment], inputs: List[FileTransfer]) -> Optional[Dict[str, str]]:
+    """Add a packed environment's tarball and its unpacker to a task's ``inputs``; their names in the sandbox."""
+    if environment is None:
+        return None
+    tarball = f"pwq_env_{environment.name}.tar.gz"
+    inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
+               FileTransfer(environment.tarball, tarball, cache=True)]
+    return {"tarball": tarball, "name": environment.name}
 
 
 def runner_command(python: str, monitored: bool) -> str:

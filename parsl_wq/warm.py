@@ -34,6 +34,15 @@ apps of one call (a bundle) share the fork; the runner resets the environment,
 What carries over is what the host imported: a module's import-time work runs
 once per host, not once per app.
 
+Packed environments (``pack=True``): a call that names one is handed, with
+the worker's connection, to a host of its own started with that environment's
+Python (unpacked once per worker, as cold tasks do, by ``pwq_unpack.sh``). That
+host serves every call of the environment as above and answers the worker
+itself; it is started again if it has died. The supervisor and the first host
+still need a Python 3 on the node (any, standard library only)::
+
+    host ──socketpair, passes the worker's connection──> packed host (ENV/bin/python) ──fork per app──> ...
+
 A host that dies (killed, out of memory) is replaced by the supervisor; the
 call it was serving gets no answer, which the manager reports as a lost warm
 process. Work Queue 7.17 never restarts a coprocess itself. Each process here
@@ -44,6 +53,7 @@ the worker.
 Standard library only: this runs with any Python 3 on the worker.
 """
 
+import array
 import faulthandler
 import importlib
 import importlib.util
@@ -52,6 +62,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -62,11 +73,15 @@ OUTPUT_TAIL = 4000           # characters of output sent back
 RESTART_PAUSE = 0.5          # seconds between a host's death and its replacement
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner.py")
 PR_SET_PDEATHSIG = 1
+PACKED = "--packed"          # the command-line flag of a packed environment's host
+HANDED_MAX = 1 << 20         # the largest call handed to a packed environment's host
 
 
 # ---------------------------------------------------------------- supervisor
 
 def main():
+    if sys.argv[1:2] == [PACKED]:
+        return serve_packed(int(sys.argv[2]))
     die_with_parent()
     parent = os.getppid()
     listener = socket.create_server(("127.0.0.1", 0))
@@ -102,12 +117,16 @@ def start_host(listener):
     try:
         os.setpgid(0, 0)
         die_with_parent()
-        if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(RUNNER):
-            del sys.path[0]     # this package's folder: its modules must not shadow the apps'
-        faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
+        prepare_host()
         Host(listener, os.getcwd()).serve_forever()
     finally:
         os._exit(1)
+
+
+def prepare_host():
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(RUNNER):
+        del sys.path[0]     # this package's folder: its modules must not shadow the apps'
+    faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
 
 
 def stop_host(pid):
@@ -129,6 +148,8 @@ class Host:
         self.runner = load_runner()
         self.functions = {}     # function file name -> function, loaded after an app used it
         self.spare = None
+        self.packed = PackedHosts(workspace, self.runner)
+        self.channel = None     # a packed environment's host: where its calls come from
 
     def serve_forever(self):
         while True:
@@ -149,8 +170,29 @@ class Host:
                 return
             _, task_id, size = header.split()
             call = json.loads(stream.read(int(size)))["fn_kwargs"]
-            answer = json.dumps(self.run(int(task_id), call, connection)).encode()
-            connection.sendall(b"%d\n" % len(answer) + answer)
+            if call.get("environment"):
+                answer = self.packed.hand(connection, int(task_id), call)
+                if answer is None:      # the environment's host answers on this connection
+                    return
+            else:
+                answer = self.run(int(task_id), call, connection)
+            send_answer(connection, answer)
+
+    def serve_handed(self, channel):
+        """A packed environment's host: serve the calls that the first host hands over, with their connections."""
+        self.channel = channel
+        while True:
+            if self.spare is None:
+                self.spare = Spare.fork(self)
+            message, fds, _, _ = socket.recv_fds(channel, HANDED_MAX, 1)    # Python 3.9: as the submit side's
+            if not message:
+                return
+            with socket.socket(fileno=fds[0]) as connection:
+                handed = json.loads(message)
+                try:
+                    send_answer(connection, self.run(handed["task_id"], handed["call"], connection))
+                except OSError as e:
+                    sys.stderr.write("parsl_wq warm host: %s\n" % e)
 
     def run(self, task_id, call, connection):
         sandbox = os.path.join(self.workspace, "t.%d" % task_id)
@@ -182,6 +224,80 @@ class Host:
                 pass
 
 
+def send_answer(connection, answer):
+    data = json.dumps(answer).encode()
+    connection.sendall(b"%d\n" % len(data) + data)
+
+
+class PackedHosts:
+    """The hosts of packed environments, one per environment, each started on the first call that names it."""
+
+    def __init__(self, workspace, runner):
+        self.workspace = workspace
+        self.runner = runner
+        self.hosts = {}     # environment name -> (its process, our end of its socketpair)
+
+    def hand(self, connection, task_id, call):
+        """Pass the call and its connection to its environment's host; None once passed, else the answer."""
+        environment = call["environment"]
+        name = environment["name"]
+        if name not in self.hosts or self.hosts[name][0].poll() is not None:
+            sandbox = os.path.join(self.workspace, "t.%d" % task_id)
+            folder, output = unpack(sandbox, environment)
+            if folder is None:
+                return {"exit_code": self.runner.EXIT_UNPACK_FAILED, "usage": {}, "exceeded": {},
+                        "output": output + "\n" + self.runner.UNPACK_FAILED + "\n"}
+            self.stop(name)
+            self.hosts[name] = start_packed_host(folder, self.workspace)
+        message = json.dumps({"task_id": task_id, "call": call}).encode()
+        try:
+            self.hosts[name][1].sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                     array.array("i", [connection.fileno()]))])
+        except OSError as e:
+            self.stop(name)
+            return {"exit_code": self.runner.EXIT_RUNNER_FAILED, "usage": {}, "exceeded": {},
+                    "output": "parsl_wq warm host: the call could not be handed to the warm process of "
+                              "environment %s: %s\n" % (name, e)}
+        return None
+
+    def stop(self, name):
+        process, channel = self.hosts.pop(name, (None, None))
+        if process is not None:
+            channel.close()
+            process.kill()
+            process.wait()
+
+
+def unpack(sandbox, environment):
+    """Unpack a packed environment as a cold task does; its folder, or None and what the unpacker printed."""
+    done = subprocess.run(["sh", "pwq_unpack.sh", environment["tarball"], environment["name"]], cwd=sandbox,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = done.stdout.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return None, "\n".join(lines)
+    return lines[-1], ""
+
+
+def start_packed_host(folder, workspace):
+    """Start a host with the Python of the environment unpacked in ``folder``; it gets calls on a socketpair."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ, PATH=os.path.join(folder, "bin") + os.pathsep + os.environ.get("PATH", ""))
+    process = subprocess.Popen([os.path.join(folder, "bin", "python"), os.path.abspath(__file__), PACKED,
+                                str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=workspace, env=env,
+                               stdin=subprocess.DEVNULL)
+    theirs.close()
+    return process, ours
+
+
+def serve_packed(fd):
+    """Main of a packed environment's host (started by ``start_packed_host``)."""
+    die_with_parent()
+    prepare_host()
+    channel = socket.socket(fileno=fd)
+    Host(None, os.getcwd()).serve_handed(channel)
+    return 0
+
+
 class Spare:
     """An app process forked ahead of its call: it waits on a pipe for the call, then runs it."""
 
@@ -196,7 +312,9 @@ class Spare:
         reports_r, reports_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            host.listener.close()
+            for inherited in (host.listener, host.channel):
+                if inherited is not None:
+                    inherited.close()
             os.close(call_w)
             os.close(reports_r)
             app_process(host.runner, host.functions, call_r, reports_w)

@@ -19,3 +19,19 @@ def unpacks():
 def python_on_path(stdout=None):
     """A bash app: the python on PATH is the environment's, with its packages."""
     return 'python -c "import sys, sortedcontainers; print(sys.prefix)"'
+
+
+def warm_identity():
+    """Which Python runs this app, in which process, and whether sortedcontainers was imported before it asked."""
+    preloaded = "sortedcontainers" in sys.modules
+    import sortedcontainers
+    return (sys.executable, sys.prefix, os.getpid(), os.getppid(), preloaded,
+            list(sortedcontainers.SortedList([2, 1])))
+
+
+def kill_own_host():
+    """Kill the warm process this app was forked from, then wait to be killed with it."""
+    import signal
+    import time
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(60)

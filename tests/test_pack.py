@@ -6,6 +6,7 @@ import what its packed environment brought.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -14,6 +15,7 @@ import pytest
 from parsl import bash_app, python_app
 
 import pack_apps
+from conftest import engine_has_coprocesses
 from parsl_wq import resource_usage, serialize
 from parsl_wq.errors import TaskFailure
 from parsl_wq.tasks import UNPACKER
@@ -28,6 +30,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 sorted_in_env = python_app(pack_apps.sorted_in_env)
 unpacks = python_app(pack_apps.unpacks)
 python_on_path = bash_app(pack_apps.python_on_path)
+warm_identity = python_app(pack_apps.warm_identity)
+kill_own_host = python_app(pack_apps.kill_own_host)
 
 
 def system_python_lacks_sortedcontainers():
@@ -76,6 +80,36 @@ def test_with_pack_apps_run_on_workers_without_their_packages_or_without_python(
     assert "/pwq-envs/" in out.read_text()
 
 
+@pytest.mark.skipif(not engine_has_coprocesses(), reason="this Work Queue has no coprocesses")
+def test_warm_packed_apps_run_in_a_warm_process_of_the_environments_python(hosts, load_without_workers, tmp_path,
+                                                                          tmp_path_factory):
+    system_python_lacks_sortedcontainers()
+    executor = load_without_workers(pack=True, coprocess=True, pack_cache_dir=str(tmp_path / "envs"))
+    # Warm workers need the launcher at the same path (a shared file system), and the host's tmpfs hides the
+    # run directory: the launcher goes where the host sees it. It finds no submit-side Python there and runs
+    # the supervisor with the system's python3; the apps run in the packed environment's Python.
+    launcher = shutil.copy(executor._warm_launcher, tmp_path_factory.mktemp("shared"))
+    hosts.start_worker(1, executor, f"--cores 1 --coprocess {launcher}", hide=SUBMIT_SIDE_PYTHON)
+
+    calls = [warm_identity().result(timeout=TIMEOUT) for _ in range(6)]
+    executables, prefixes, pids, parents, preloaded, values = zip(*calls)
+    assert all(v == [1, 2] for v in values)
+    assert len(set(prefixes)) == 1 and "/pwq-envs/" in prefixes[0]
+    assert all(e.startswith(prefixes[0] + os.sep) for e in executables)     # the environment's interpreter
+    assert len(set(pids)) == 6 and len(set(parents)) == 1                   # a fork per app, of one warm host
+    assert preloaded[0] is False and preloaded[-1] is True                  # the host kept the import
+
+    # A packed host that dies mid-app fails that app; the next app gets a new host of the environment.
+    exc = kill_own_host().exception(timeout=TIMEOUT)
+    assert type(exc) is TaskFailure and exc.result == "WARM_PROCESS_LOST", exc
+    executable, prefix, _, parent, _, _ = warm_identity().result(timeout=TIMEOUT)
+    assert (executable, prefix) == (executables[0], prefixes[0]) and parent != parents[0]
+
+    out = tmp_path / "bash.out"
+    assert python_on_path(stdout=str(out)).result(timeout=TIMEOUT) == 0
+    assert "/pwq-envs/" in out.read_text()
+
+
 def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_without_workers, tmp_path):
     executor = load_without_workers(pack=True, pack_cache_dir=str(tmp_path / "envs"), extra_pkgs=["no-such-dist"])
     future = sorted_in_env([1])
@@ -84,7 +118,10 @@ def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_withou
     assert executor.outstanding() == 0
 
 
-def test_an_environment_that_cannot_be_unpacked_fails_the_task_and_says_so(no_leftover_workers, tmp_path):
+@pytest.mark.parametrize("coprocess", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not engine_has_coprocesses(), reason="this Work Queue has no coprocesses"))])
+def test_an_environment_that_cannot_be_unpacked_fails_the_task_and_says_so(no_leftover_workers, tmp_path,
+                                                                           coprocess):
     import parsl
     from parsl.config import Config
 
@@ -94,7 +131,7 @@ def test_an_environment_that_cannot_be_unpacked_fails_the_task_and_says_so(no_le
     built = Packer(str(cache)).prepare(pack_apps.sorted_in_env, serialize.serialize_function(pack_apps.sorted_in_env))
     with open(built.tarball, "r+b") as f:
         f.truncate(1000)            # a damaged cache entry
-    executor = WorkQueueExecutor(port=0, pack=True, pack_cache_dir=str(cache))
+    executor = WorkQueueExecutor(port=0, pack=True, pack_cache_dir=str(cache), coprocess=coprocess)
     with parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")):
         with pytest.raises(TaskFailure, match="could not be unpacked") as failure:
             sorted_in_env([2, 1]).result(timeout=TIMEOUT)

@@ -129,10 +129,6 @@ def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory
     assert "memory" in str(exc) and exc.usage.measured["memory"] > 150
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"allocation_mode": "max-seen", "autolabel": True}, "allocation_mode='max-seen'"),
-    ({"pack": True}, "pack=True"),
-])
-def test_what_warm_workers_cannot_do_fails_at_construction(options, words):
-    with pytest.raises(ConfigurationError, match=words):
-        WorkQueueExecutor(coprocess=True, **options)
+def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
+    with pytest.raises(ConfigurationError, match="allocation_mode='max-seen'"):
+        WorkQueueExecutor(coprocess=True, allocation_mode="max-seen", autolabel=True)
