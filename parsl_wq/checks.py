@@ -68,6 +68,17 @@ def check_options(options, engine: Features) -> Checked:
     if options.max_bundle < 1:
         raise ConfigurationError("max_bundle", options.max_bundle,
                                  "an int >= 1: the most apps in one Work Queue task (1 turns bundling off)")
+    _check_extra_files(options)
+    if options.fast_abort is not None and not options.fast_abort >= 1:
+        raise ConfigurationError("fast_abort", options.fast_abort, "None (off) or a number >= 1: how many times "
+                                 "its category's average time a task may run before it is run again elsewhere")
+    if options.fast_abort is not None and options.max_retries is not None and options.max_retries < 3:
+        raise ConfigurationError("max_retries", options.max_retries, "max_retries >= 3 or None with fast_abort: "
+                                 "Work Queue counts each fast abort against the task's attempts (twice on "
+                                 f"cctools 7.17), so with max_retries={options.max_retries} an aborted straggler "
+                                 "can fail instead of running again")
+    if options.progress not in (True, False, "always"):
+        raise ConfigurationError("progress", options.progress, 'True, False or "always"')
     if options.scaling_cores_per_worker < 1:
         raise ConfigurationError("scaling_cores_per_worker", options.scaling_cores_per_worker, "an int >= 1")
     return Checked(mode, category_max, category_first)
@@ -81,6 +92,25 @@ def _check_warm(options, engine: Features) -> None:
         raise ConfigurationError("allocation_mode", options.allocation_mode, "\"fixed\" with coprocess=True: Work "
                                  "Queue learns allocations from its resource monitor, which does not run "
                                  "warm apps; use coprocess=False to learn them")
+
+def _check_extra_files(options) -> None:
+    names: Dict[str, str] = {}
+    for path in options.extra_input_files:
+        if not isinstance(path, str) or not os.path.isfile(path):
+            raise ConfigurationError("extra_input_files", options.extra_input_files,
+                                     f"a list of paths of existing files ({path!r} is not one)")
+        name = os.path.basename(path)
+        if name.startswith("pwq_") or name in names:
+            raise ConfigurationError("extra_input_files", options.extra_input_files,
+                                     f"files with distinct names that do not start with pwq_ ({path!r} "
+                                     f"is sent as {name!r}" + (f", as is {names[name]!r})" if name in names else ")"))
+        names[name] = path
+    if isinstance(options.x509_proxy, str) and not os.path.isfile(options.x509_proxy):
+        raise ConfigurationError("x509_proxy", options.x509_proxy, "the path of an existing proxy file, False "
+                                 "(no proxy) or None ($X509_USER_PROXY if set)")
+    if options.x509_proxy is True:
+        raise ConfigurationError("x509_proxy", True, "a path, False (no proxy) or None ($X509_USER_PROXY if set)")
+
 
 def _check_tls(options, engine: Features) -> None:
     if options.ssl in (None, False):

@@ -40,7 +40,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import typeguard
 from parsl.data_provider.staging import Staging
@@ -60,13 +60,17 @@ from parsl_wq.errors import ConfigurationError, DeliveryFailed, ExecutorBroken, 
 from parsl_wq.factory import FactoryProcess, WorkerFactory
 from parsl_wq.files import FilePlanner
 from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
-from parsl_wq.messages import ManagerConfig, SubmitTask, TaskDone
+from parsl_wq.messages import ManagerConfig, QueueState, SubmitTask, TaskDone
 from parsl_wq.monitor import DEFAULT_INTERVAL
+from parsl_wq.nodes import NodeRecords
 from parsl_wq.outcomes import task_outcome
 from parsl_wq.pack import Packer
 from parsl_wq.pack.cache import default_cache_dir
+from parsl_wq.progress import ProgressBar
+from parsl_wq.progress import wanted as progress_wanted
 from parsl_wq.resources import Resources, parse_resource_specification
-from parsl_wq.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, warm_launcher
+from parsl_wq.run_status import RunStatus
+from parsl_wq.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, app_name, extra_inputs, warm_launcher
 from parsl_wq.usage import UsageSummary, monitoring_record
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,8 @@ class _Submitted:
     declares_cores: bool
     monitoring_ids: Optional[Tuple[int, int]]     # Parsl's (task_id, try_id) when monitoring is on
     inputs: Tuple[str, ...]                       # submit-side paths of the files sent with the task
+    app: str = ""
+    submitted_at: float = 0.0
 
 
 class TaskFuture(Future):
@@ -211,7 +217,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     init_command : str
         Shell command run before each task on the worker.
     worker_options : str
-        Extra options for ``work_queue_worker``.
+        Extra options for ``work_queue_worker``. With a provider that sets
+        ``cores_per_node`` or ``mem_per_node`` (GB), as Slurm's does, workers
+        also get ``--cores`` and ``--memory`` from them, unless these options
+        name their own.
     full_debug : bool
         Write Work Queue's full debug log to the run directory.
     worker_executable : str
@@ -236,6 +245,29 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         engine without coprocesses (Debian's 9.9) True fails at construction.
         With ``pack=True`` the warm Python of each packed environment is that
         environment's interpreter, started on a worker at its first app.
+    progress : bool or "always"
+        A live progress bar on stderr: apps finished out of those submitted,
+        running, waiting, failed, workers connected; about once a second.
+        True shows it in a terminal or a notebook only; "always" also when
+        stderr is a file. Default False. Without it, ``parsl-wq status`` shows
+        the same from another terminal (docs/cli.md).
+    extra_input_files : list of str
+        Files sent with every task, each under its own name in the task's
+        folder on the worker, and cached there for the next tasks (Coffea's
+        option of the same name: a processor module, a corrections file).
+    x509_proxy : str or bool, optional
+        A grid proxy file sent with every task (not cached: proxies are
+        renewed), with ``X509_USER_PROXY`` set to its path on the worker.
+        Default None: ``$X509_USER_PROXY`` when it names a file, as Coffea
+        does. False: no proxy.
+    fast_abort : float, optional
+        Work Queue's fast abort, for stragglers on slow or broken nodes: once
+        10 tasks of a category are done, a task that runs longer than this
+        many times their average is stopped and queued again; a worker that
+        two such tasks in a row ran on is removed and blocked for a while. At
+        least 1. Default None: off. Work Queue counts each abort against the
+        task's ``max_retries`` (twice on cctools 7.17), so ``fast_abort``
+        needs ``max_retries`` of 3 or more, or None.
     scaling_cores_per_worker : int
         Cores a worker is expected to have, for Parsl's scaling.
     remote_monitoring_radio : RadioConfig, optional
@@ -280,6 +312,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  function_dir: Optional[str] = None,
                  max_bundle: int = 1000,
                  coprocess: bool = False,
+                 progress: Union[bool, str] = False,
+                 extra_input_files: Sequence[str] = (),
+                 x509_proxy: Union[str, bool, None] = None,
+                 fast_abort: Optional[float] = None,
                  scaling_cores_per_worker: int = 1,
                  remote_monitoring_radio: Optional[RadioConfig] = None):
         if provider is not None and factory is not None:
@@ -323,6 +359,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.function_dir = function_dir
         self.max_bundle = max_bundle
         self.coprocess = coprocess
+        self.progress = progress
+        self.extra_input_files = list(extra_input_files)
+        self.x509_proxy = x509_proxy
+        self.fast_abort = fast_abort
         self.scaling_cores_per_worker = scaling_cores_per_worker
         self.remote_monitoring_radio = remote_monitoring_radio or FilesystemRadio()
         self._engine = features(load_work_queue())
@@ -341,6 +381,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._password_file: Optional[str] = None
         self._tls_files: Optional[Tuple[str, str]] = None
         self._collector: Optional[threading.Thread] = None
+        self._run_status: Optional[RunStatus] = None
+        self._nodes: Optional[NodeRecords] = None
         self._stopping = False
         self._early_blocks = 0
         self.worker_port: Optional[int] = None
@@ -357,10 +399,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         else:
             self._data_dir = os.path.join(self.function_dir, self.run_id or str(time.time()), self.label)
         os.makedirs(self._log_dir, mode=0o700, exist_ok=True)
+        self._run_status = RunStatus(self._log_dir, self.usage_summary,
+                                     ProgressBar(self.label) if progress_wanted(self.progress) else None)
         self._task_files = TaskFiles(self._data_dir, TaskOptions(
             python=sys.executable, monitored=self.autolabel, shared_fs=self.shared_fs,
             init_command=self.init_command, env=dict(self.env or {}), max_retries=self.max_retries,
-            warm=self.coprocess, monitor_interval=self.monitor_interval))
+            warm=self.coprocess, monitor_interval=self.monitor_interval,
+            extra_inputs=extra_inputs(self.extra_input_files), proxy=self._proxy()))
         self._task_files.create_folders()
         self._function_cache_dir = self._task_files.function_dir
         self._files = FilePlanner(self.shared_fs, self.use_cache)
@@ -376,6 +421,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self.worker_command = self._worker_command()
         logger.info("WorkQueueExecutor %s: manager listening on port %d; workers start with: %s",
                     self.label, self.worker_port, self.worker_command)
+        self._run_status.write_run(self._run_description())
         if self.provider is not None and self.provider.init_blocks > 0:
             self.scale_out_facade(self.provider.init_blocks)
             self._early_blocks = self.provider.init_blocks
@@ -393,6 +439,19 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self._early_blocks:
             n, self._early_blocks = max(0, n - self._early_blocks), 0
         return super().scale_out_facade(n) if n > 0 else []
+
+    def _proxy(self) -> Optional[str]:
+        """The grid proxy file shipped with every task: ``x509_proxy``, else ``$X509_USER_PROXY`` if it exists."""
+        if self.x509_proxy is False:
+            return None
+        if isinstance(self.x509_proxy, str):
+            return os.path.abspath(self.x509_proxy)
+        path = os.environ.get("X509_USER_PROXY")
+        if path and not os.path.isfile(path):
+            logger.warning("WorkQueueExecutor %s: X509_USER_PROXY=%s is not a file; tasks get no proxy",
+                           self.label, path)
+            return None
+        return os.path.abspath(path) if path else None
 
     def _choose_password_file(self) -> Optional[str]:
         if self.project_password_file is not None:
@@ -430,7 +489,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             shutdown_workers=self.provider is not None or self.factory is not None,
             catalog=self.catalog, keepalive_interval=self.keepalive_interval,
             keepalive_timeout=self.keepalive_timeout, ssl=self._tls_files, max_bundle=self.max_bundle,
-            task_dir=self._task_files.task_dir))
+            task_dir=self._task_files.task_dir, fast_abort=self.fast_abort))
 
     def _start_factory(self) -> None:
         if self.project_name:
@@ -455,6 +514,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             parts.append("--ssl")
         if self._warm_launcher:
             parts += ["--coprocess", shlex.quote(self._warm_launcher)]
+        resources = worker_resources(self.provider, self.worker_options)
+        if resources:
+            parts.append(resources)
         if self.worker_options:
             parts.append(self.worker_options)
         if self.project_name:
@@ -464,6 +526,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         else:
             parts += [self._worker_address(), str(self.worker_port)]
         return " ".join(parts)
+
+    def _run_description(self) -> Dict[str, Any]:
+        """What ``parsl-wq workers`` needs to tell how to join this run (run.json)."""
+        return {"label": self.label, "run_id": self.run_id, "address": self._worker_address(),
+                "address_given": self.address is not None,
+                "port": self.worker_port, "project_name": self.project_name, "catalog": self.catalog,
+                "password_file": self._password_file, "tls": self._tls_files is not None,
+                "coprocess": self._warm_launcher, "worker_command": self.worker_command,
+                "engine": self._engine.description}
 
     def _worker_address(self) -> str:
         if self.address:
@@ -506,11 +577,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         record = _Submitted(slots=self._slots(category, resources), category=category,
                             declares_cores=resources.cores is not None,
                             monitoring_ids=_monitoring_ids(kwargs),
-                            inputs=inputs + tuple(f.local for f in staging.inputs))
+                            inputs=inputs + tuple(f.local for f in staging.inputs),
+                            app=app_name(func), submitted_at=time.time())
         with self._lock:
             self._tasks[task_id] = future
             self._submitted[task_id] = record
             self._outstanding_slots += record.slots
+        self._run_status.submitted(category, record.app)
         message = functools.partial(self._task_files.message, task_id, function_name, arguments, category,
                                     resources, staging)
         if self._packer is None:
@@ -541,6 +614,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             record = self._submitted.pop(task_id, None)
             if record is not None:
                 self._outstanding_slots -= record.slots
+        if record is not None:
+            self._run_status.finished(task_id, record.category, record.app, record.submitted_at, None, error)
         if future is not None and not future.done():
             future.set_exception(error)
 
@@ -575,6 +650,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 for message in messages:
                     if isinstance(message, TaskDone):
                         self._deliver(message)
+                    elif isinstance(message, QueueState):
+                        self._queue_state(message)
         except BaseException as e:
             logger.exception("WorkQueueExecutor %s: the result collector failed", self.label)
             self._break(f"the thread that collects results failed: {type(e).__name__}: {e}")
@@ -583,6 +660,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._break(f"the Work Queue manager process exited unexpectedly "
                         f"(exit code {self._manager.exit_code(timeout=5)}); "
                         f"see {self._manager.log_path}: {self._manager.log_tail()}")
+
+    def _queue_state(self, state: QueueState) -> None:
+        self._run_status.queue_state(state)
+        if self.submit_monitoring_radio is not None:
+            if self._nodes is None:
+                self._nodes = NodeRecords(self.run_id, self.submit_monitoring_radio.send)
+            self._nodes.update(state)
 
     def _deliver(self, done: TaskDone) -> None:
         with self._lock:
@@ -604,6 +688,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 self._account(done, record, ok)
             except Exception:       # the usage table or monitoring must not cost the app its result
                 logger.exception("WorkQueueExecutor %s: accounting for task %d failed", self.label, done.task_id)
+        if record is not None:
+            self._run_status.finished(done.task_id, record.category, record.app, record.submitted_at, done,
+                                      None if ok else value)
         if future is None or future.done():
             return
         future.resource_usage = done.usage  # type: ignore[attr-defined]
@@ -691,9 +778,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         with self._lock:
             leftover = dict(self._tasks)
             self._tasks.clear()
+            records = {task_id: self._submitted.pop(task_id, None) for task_id in leftover}
         for task_id, future in leftover.items():
+            error = ExecutorShutdown(self.label, task_id)
+            record = records[task_id]
+            if record is not None and self._run_status is not None:
+                self._run_status.finished(task_id, record.category, record.app, record.submitted_at, None, error)
             if not future.done():
-                future.set_exception(ExecutorShutdown(self.label, task_id))
+                future.set_exception(error)
+        if self._run_status is not None:
+            self._run_status.close()
         super().shutdown()
 
     def _write_usage_summary(self) -> None:
@@ -715,6 +809,20 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                   if block not in self._status or self._status[block].state not in TERMINAL_STATES]
         if active:
             self.provider.cancel(active)
+
+
+def worker_resources(provider: Optional[ExecutionProvider], worker_options: str) -> str:
+    """``--cores``/``--memory`` options from the provider's ``cores_per_node``/``mem_per_node`` (GB), if set
+    and not already in ``worker_options``: a worker then offers what the batch system gave its job."""
+    options = []
+    cores = getattr(provider, "cores_per_node", None)
+    memory = getattr(provider, "mem_per_node", None)
+    given = shlex.split(worker_options or "")
+    if cores and not any(o == "--cores" or o.startswith("--cores=") for o in given):
+        options.append(f"--cores {int(cores)}")
+    if memory and not any(o == "--memory" or o.startswith("--memory=") for o in given):
+        options.append(f"--memory {int(memory * 1024)}")
+    return " ".join(options)
 
 
 def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:

@@ -13,6 +13,7 @@ Conversation over the channel (see ``parsl_wq.messages``)::
                    <-------------  Ready(port) | StartFailed(reason)
     SubmitTask     ------------->  queue.submit, alone or with others (a bundle)
                    <-------------  TaskDone (one per app, from queue.wait)
+                   <-------------  QueueState (about once a second while busy)
     Stop           ------------->  exit; workers are told to leave if the
                                    executor started them
     EOF            ------------->  the executor's process died: the same, and for
@@ -33,11 +34,13 @@ from typing import Dict, List, Optional, Tuple
 from parsl_wq import allocation, bundles, monitor, runner, warm
 from parsl_wq.engine import load_work_queue
 from parsl_wq.messages import Channel, ManagerConfig, Ready, StartFailed, Stop, SubmitTask, TaskDone, TaskUsage
+from parsl_wq.queue_state import QueueStateSender
 from parsl_wq.waiting import ChannelWait
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the executor ends it at once
 ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
+IDLE_POLL = 1           # seconds between looks at the workers while no task is in Work Queue
 
 
 def create_queue(wq: ModuleType, config: ManagerConfig):
@@ -118,6 +121,7 @@ class Manager:
         self.submitted: Dict[int, Submitted] = {}    # by Work Queue id: tasks not yet reported
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
         self.task_numbers = itertools.count()
+        self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
     def serve(self) -> bool:
         """Submit what arrives, report what finishes, until told to stop.
@@ -125,8 +129,9 @@ class Manager:
         Returns False if the executor's end of the channel closed without a Stop.
         """
         while True:
+            idle = self.queue.empty()
             try:
-                messages = self.channel.receive(timeout=None if self.queue.empty() else 0)
+                messages = self.channel.receive(timeout=IDLE_POLL if idle else 0)
             except EOFError:
                 return False
             for message in messages:
@@ -140,6 +145,9 @@ class Manager:
                 task = self.waiting.wait(1 if self.backlog else self.wait_seconds)
                 if task is not None:
                     self.report(task)
+            elif idle and not messages:
+                self.waiting.wait(0)    # no task: workers still join and leave
+            self.queue_state.maybe_send()
 
     def arrive(self, message: SubmitTask) -> None:
         """Submit an app at once while Work Queue has room for it; otherwise hold it for a bundle."""
@@ -219,6 +227,10 @@ class Manager:
         allocation.configure_category(self.wq, self.queue, category, self.config.allocation_mode,
                                       self.config.category_max_resources,
                                       self.config.category_first_allocation)
+        if self.config.fast_abort is not None:
+            # per category: Work Queue applies the "default" category's multiplier only
+            # once the "default" category itself has finished 10 tasks (abort_slow_workers)
+            self.queue.activate_fast_abort_category(category, self.config.fast_abort)
 
     def report(self, task) -> None:
         submitted = self.submitted.pop(task.id)
@@ -235,7 +247,8 @@ class Manager:
             self.backlog.measured(apps[0].category, sum(s for _, s in outcomes.values()), len(outcomes))
         if len(apps) == 1:
             outcome = outcomes.get(apps[0].task_id)
-            self.channel.send(dataclasses.replace(done, outcome=outcome[0] if outcome else None))
+            self.channel.send(dataclasses.replace(done, outcome=outcome[0] if outcome else None,
+                                                  seconds=outcome[1] if outcome else None))
         else:
             self.split(apps, done, outcomes)
 
@@ -252,7 +265,7 @@ class Manager:
             if outcome is not None:
                 self.channel.send(dataclasses.replace(
                     done, task_id=message.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
-                    result_name="SUCCESS", exit_code=0, outcome=outcome[0]))
+                    result_name="SUCCESS", exit_code=0, outcome=outcome[0], seconds=outcome[1]))
             else:
                 self.submit([message])
 
@@ -278,7 +291,9 @@ class Manager:
             exceeded=allocation.summary_to_dict(task.limits_exceeded, allocation.MEASURED),
             attempts=task._task.try_count,   # Task.total_submissions raises in this build
             host=task.hostname or "",
-            bundled=bundled)
+            bundled=bundled,
+            started=task.execute_cmd_start / 1e6,
+            ended=task.execute_cmd_finish / 1e6)
 
     def close(self, orphaned: bool) -> None:
         """Cancel what still runs, then tell the executor's workers to leave.

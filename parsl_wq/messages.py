@@ -36,6 +36,7 @@ class ManagerConfig:
     ssl: Optional[Tuple[str, str]] = None       # (key, certificate) files: TLS between manager and workers
     max_bundle: int = 1                   # most apps in one Work Queue task; 1: no bundling
     task_dir: str = ""                    # where the manager keeps each task's calls and results files
+    fast_abort: Optional[float] = None    # Work Queue's fast abort multiplier; None: off
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class TaskUsage:
     attempts: int
     host: str = ""
     bundled: int = 1
+    started: float = 0.0    # when the worker started the task's command, epoch seconds (0: unknown)
+    ended: float = 0.0      # when it ended
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,19 @@ class TaskDone:
     output: str          # the end of the task's stdout/stderr
     usage: Optional[TaskUsage] = None
     outcome: Optional[bytes] = None     # the runner's pickle of the app's outcome, if it wrote one
+    seconds: Optional[float] = None     # how long the app's function ran, measured by the runner
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """Where apps are now, by category, and the workers connected (``parsl_wq.queue_state``)."""
+    time: float
+    held: Dict[str, int]        # apps the manager holds for bundles
+    waiting: Dict[str, int]     # apps in Work Queue tasks that wait for a worker
+    running: Dict[str, int]     # apps in tasks that workers have
+    workers: List[Dict[str, Any]]
+    joined: List[Dict[str, Any]] = field(default_factory=list)     # since the last QueueState
+    left: List[Dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

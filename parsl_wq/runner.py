@@ -58,6 +58,7 @@ UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"   # in 
 FRAME = struct.Struct("!QQd")   # a call's id, the size of its outcome's pickle, the seconds its function ran
 CALLS = "pwq_calls.pkl"         # the names of CALLS_FILE and RESULTS_FILE in the sandbox
 RESULTS = "pwq_results.pkl"
+PROXY = "pwq_x509_proxy"        # the grid proxy's name in the sandbox, when the executor ships one
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
@@ -82,6 +83,8 @@ def run(calls, results_file, functions):
     except OSError as e:
         sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, results_file, e))
         return EXIT_CANNOT_WRITE_RESULT
+    if os.environ.get("X509_USER_PROXY") == PROXY:     # a name in the sandbox: valid wherever the app goes
+        os.environ["X509_USER_PROXY"] = os.path.abspath(PROXY)
     sandbox, environ, path = os.getcwd(), dict(os.environ), list(sys.path)
     try:
         for call in calls:

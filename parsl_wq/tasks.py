@@ -45,6 +45,13 @@ class TaskOptions:
     max_retries: Optional[int]
     warm: bool                  # coprocess=True
     monitor_interval: Optional[int]
+    extra_inputs: Tuple[Tuple[str, str], ...] = ()     # (submit-side path, name in the sandbox), every task
+    proxy: Optional[str] = None     # the grid proxy shipped with every task, as runner.PROXY
+
+
+def extra_inputs(paths) -> Tuple[Tuple[str, str], ...]:
+    """``extra_input_files`` as (absolute path, name in the sandbox): each file under its own name."""
+    return tuple((os.path.abspath(p), os.path.basename(p)) for p in paths)
 
 
 class TaskFiles:
@@ -95,13 +102,16 @@ class TaskFiles:
             inputs.insert(0, FileTransfer(RUNNER, "pwq_runner.py", cache=True))
             prefix, python = self.prefix(environment, inputs)
             command, call = prefix + runner_command(python, self.options.monitored), None
+        inputs += [FileTransfer(local, remote, cache=True) for local, remote in self.options.extra_inputs]
+        if self.options.proxy:      # renewed while runs go: sent afresh, not cached
+            inputs.append(FileTransfer(self.options.proxy, runner.PROXY, cache=False))
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
         outputs = [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
         entry = {"id": task_id, "function": function_name, "output_dirs": staging.output_dirs(),
                  "renames": [list(r) for r in staging.renames]}
         return SubmitTask(task_id=task_id, command=command, category=category, inputs=tuple(unique(inputs)),
                           outputs=tuple(unique(outputs)), entry=entry, arguments=arguments, resources=requested,
-                          env=dict(self.options.env), max_retries=self.options.max_retries, call=call)
+                          env=self.task_env(), max_retries=self.options.max_retries, call=call)
 
     def prefix(self, environment: Optional[PackedEnvironment], inputs: List[FileTransfer]) -> Tuple[str, str]:
         """A cold task's shell steps before the runner, and the Python they choose (``inputs`` grows by
@@ -122,13 +132,20 @@ class TaskFiles:
             prefix = f"{self.options.init_command}; {prefix}"
         return prefix, python
 
+    def task_env(self) -> Dict[str, str]:
+        """``env``, and ``X509_USER_PROXY`` naming the shipped proxy (the runner makes it absolute)."""
+        env = dict(self.options.env)
+        if self.options.proxy:
+            env["X509_USER_PROXY"] = runner.PROXY
+        return env
+
     def warm_call(self, requested: Dict[str, Any], environment: Optional[Dict[str, str]]) -> Dict[str, Any]:
         """What the warm host on the worker needs to run the app (JSON: it travels as the coprocess's input).
 
         ``environment`` names a packed environment's tarball in the sandbox: the
         app then runs in a warm host started with that environment's Python.
         """
-        env = dict(self.options.env)
+        env = self.task_env()
         if requested.get("cores"):      # as Work Queue sets them for a cold task
             env.update(CORES=str(requested["cores"]), OMP_NUM_THREADS=str(requested["cores"]))
         for name in ("memory", "disk", "gpus"):

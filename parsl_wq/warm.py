@@ -62,7 +62,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -270,6 +269,7 @@ class PackedHosts:
 
 def unpack(sandbox, environment):
     """Unpack a packed environment as a cold task does; its folder, or None and what the unpacker printed."""
+    import subprocess       # here, not at the top: the supervisor starts faster without it
     done = subprocess.run(["sh", "pwq_unpack.sh", environment["tarball"], environment["name"]], cwd=sandbox,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = done.stdout.decode(errors="replace").strip().splitlines()
@@ -280,6 +280,7 @@ def unpack(sandbox, environment):
 
 def start_packed_host(folder, workspace):
     """Start a host with the Python of the environment unpacked in ``folder``; it gets calls on a socketpair."""
+    import subprocess
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     env = dict(os.environ, PATH=os.path.join(folder, "bin") + os.pathsep + os.environ.get("PATH", ""))
     process = subprocess.Popen([os.path.join(folder, "bin", "python"), os.path.abspath(__file__), PACKED,

@@ -7,16 +7,19 @@ so apps that must be caught using too much memory hold it for 3 s or more.
 import contextlib
 import os
 import re
+import signal
 import sqlite3
 
 import parsl
 import pytest
 from parsl.config import Config
 from parsl.monitoring import MonitoringHub
+from parsl.providers import LocalProvider
 
 import apps
-from conftest import wait_until
+from conftest import start_worker, wait_until
 from parsl_wq import ResourceExhausted, WorkQueueExecutor, resource_usage
+from parsl_wq.run_status import STATUS, load_json
 
 WORKER_2_CORES = "--cores 2 --memory 2000 --disk 4000"
 
@@ -138,6 +141,41 @@ def test_measurements_reach_parsl_monitoring(tmp_path, no_leftover_workers):
         assert try_id == 0 and status == "measured by Work Queue"
         assert resident == measured[task_id]["memory"] * 1024 * 1024
         assert cpu_time == measured[task_id]["cpu_time"]
+
+
+def test_workers_fill_parsl_monitorings_node_table(tmp_path, no_leftover_workers):
+    database = tmp_path / "monitoring.db"
+    hub = MonitoringHub(logging_endpoint=f"sqlite:///{database}")
+    executor = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0))
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none", monitoring=hub))
+    first = start_worker(executor, 2, tmp_path)
+    try:
+        assert apps.add(1, 2).result(timeout=60) == 3
+        os.killpg(first.pid, signal.SIGKILL)    # the worker, not only the shell that started it
+        first.wait()
+        later = apps.add(3, 4)      # waits for a worker while the manager sees the first one leave
+        second = start_worker(executor, 1, tmp_path)
+        assert later.result(timeout=60) == 7
+        # the next queue states: the second worker's resources, and the first one gone
+        assert wait_until(lambda: [w.get("cores") for w in load_json(os.path.join(executor._log_dir, STATUS))
+                                   ["workers"]] == [1], timeout=10)
+    finally:
+        kernel.cleanup()
+        for w in (first, second):
+            try:
+                os.killpg(w.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            w.wait()
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT uid, hostname, cpu_count, worker_count, total_memory, active, run_id "
+                          "FROM node ORDER BY timestamp").fetchall()
+    first_rows = [r for r in rows if r[0] == rows[0][0]]
+    assert [r[5] for r in first_rows] == [1, 0], rows      # joined, then left
+    assert first_rows[0][1].startswith("127.0.0.1:") and first_rows[0][2:4] == (2, 2)
+    assert first_rows[0][4] > 0 and first_rows[0][6] == kernel.run_id
+    others = [r for r in rows if r[0] != rows[0][0]]
+    assert [(r[2], r[5]) for r in others] == [(1, 1)], rows
 
 
 @pytest.mark.parametrize("kind, expected_type, words", [

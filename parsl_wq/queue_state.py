@@ -1,0 +1,126 @@
+"""What the manager tells the executor about its queue, about once a second (a ``QueueState`` message).
+
+Manager side; standard library only. Apps are counted where they are: held
+by the manager for a bundle, in a Work Queue task that waits for a worker, or
+in one that a worker has. Workers come from Work Queue's transactions log,
+read as it grows, because Debian's 9.9 build has no call that lists them; the
+same lines are there on every engine::
+
+    TIME PID WORKER ID ADDRESS CONNECTION
+    TIME PID WORKER ID RESOURCES {"cores":[2,"cores"],"memory":[1000,"MB"],...}
+    TIME PID WORKER ID DISCONNECTION REASON
+    TIME PID TASK N RUNNING ADDRESS ...      (then WAITING_RETRIEVAL, RETRIEVED, DONE, or WAITING again)
+"""
+
+import json
+import time
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from parsl_wq.messages import QueueState
+
+INTERVAL = 1.0      # seconds between two QueueState messages
+TASK_ENDS = ("WAITING_RETRIEVAL", "RETRIEVED", "DONE", "WAITING")
+
+
+class WorkerLog:
+    """The workers connected now, and the tasks each runs, from a transactions log read as it grows."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.workers: Dict[str, Dict] = {}      # by Work Queue's worker id
+        self.running: Dict[str, str] = {}       # task id -> address of its worker
+        self.joined: List[Dict] = []            # since the last take_changes(), with resources known
+        self.left: List[Dict] = []
+
+    def update(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        self.read(line.decode(errors="replace") for line in lines)
+
+    def read(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            fields = line.split(None, 5)
+            if len(fields) < 5 or line.startswith("#"):
+                continue
+            when, kind, ident, event = float(fields[0]) / 1e6, fields[2], fields[3], fields[4]
+            rest = fields[5] if len(fields) > 5 else ""
+            if kind == "WORKER":
+                self.worker_event(when, ident, event, rest)
+            elif kind == "TASK":
+                if event == "RUNNING":
+                    self.running[ident] = rest.split()[0] if rest.split() else ""
+                elif event in TASK_ENDS:
+                    self.running.pop(ident, None)
+
+    def worker_event(self, when: float, ident: str, event: str, rest: str) -> None:
+        if rest == "CONNECTION":      # "WORKER ID ADDRESS CONNECTION"
+            self.workers[ident] = {"id": ident, "address": event, "connected": when}
+        elif event == "RESOURCES" and ident in self.workers:
+            try:
+                resources = json.loads(rest)
+            except ValueError:
+                return
+            worker = self.workers[ident]
+            known = "cores" in worker
+            for name in ("cores", "memory", "disk", "gpus"):
+                if name in resources:
+                    worker[name] = resources[name][0]
+            if not known and "cores" in worker:
+                self.joined.append(dict(worker))
+        elif rest.startswith("DISCONNECTION"):     # "WORKER ID ADDRESS DISCONNECTION REASON"
+            worker = self.workers.pop(ident, None)
+            if worker is not None and "cores" in worker:
+                self.left.append(dict(worker, left=when))
+
+    def take_changes(self) -> Tuple[List[Dict], List[Dict]]:
+        """Workers that joined (resources known) and that left since the last call."""
+        changes = (self.joined, self.left)
+        self.joined, self.left = [], []
+        return changes
+
+    def connected(self) -> list:
+        """One dict per worker: id, address, connected (epoch s), cores, memory, disk, gpus, tasks (running)."""
+        tasks: Dict[str, int] = {}
+        for address in self.running.values():
+            tasks[address] = tasks.get(address, 0) + 1
+        return [dict(w, tasks=tasks.get(w["address"], 0)) for w in self.workers.values()]
+
+
+class QueueStateSender:
+    """Builds a QueueState from the manager's tasks and sends it, at most once per INTERVAL."""
+
+    def __init__(self, manager, transactions_log: str):
+        self.manager = manager
+        self.workers = WorkerLog(transactions_log)
+        self.last = 0.0
+        self.ready_state = getattr(manager.wq, "WORK_QUEUE_TASK_READY", None)
+
+    def maybe_send(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last >= INTERVAL:
+            self.last = now
+            self.manager.channel.send(self.state(now))
+
+    def state(self, now: Optional[float] = None) -> QueueState:
+        held: Dict[str, int] = {}
+        waiting: Dict[str, int] = {}
+        running: Dict[str, int] = {}
+        if self.manager.backlog is not None:
+            held = dict(self.manager.backlog.held_by_category)
+        for task_id, submitted in self.manager.submitted.items():
+            counts = waiting if self.manager.queue.task_state(task_id) == self.ready_state else running
+            category = submitted.apps[0].category
+            counts[category] = counts.get(category, 0) + len(submitted.apps)
+        self.workers.update()
+        joined, left = self.workers.take_changes()
+        return QueueState(time=now or time.time(), held=held, waiting=waiting, running=running,
+                          workers=self.workers.connected(), joined=joined, left=left)

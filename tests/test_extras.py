@@ -1,0 +1,117 @@
+"""What Coffea users reach for: extra_input_files, the grid proxy, provider-sized workers, fast abort."""
+
+import os
+
+import parsl
+import pytest
+from parsl import bash_app, python_app
+from parsl.config import Config
+from parsl.providers import LocalProvider, SlurmProvider
+
+import extras_apps
+from conftest import start_worker
+from parsl_wq import WorkQueueExecutor, resource_usage
+from parsl_wq.errors import ConfigurationError
+from parsl_wq.executor import worker_resources
+
+TIMEOUT = 60
+read_shipped = python_app(extras_apps.read_shipped)
+proxy_seen = python_app(extras_apps.proxy_seen)
+short = python_app(extras_apps.short)
+straggler = python_app(extras_apps.straggler)
+
+
+@bash_app
+def cat_proxy(stdout=None):
+    return 'cat "$X509_USER_PROXY"'
+
+
+@pytest.fixture
+def load(tmp_path, no_leftover_workers):
+    kernels = []
+
+    def load(workers=1, **options):
+        executor = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0), **options)
+        kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
+        processes = [start_worker(executor, 1, tmp_path) for _ in range(workers)]
+        return executor, processes
+    yield load
+    for kernel in kernels:
+        kernel.cleanup()
+
+
+def test_extra_input_files_reach_every_task_and_are_sent_once_per_worker(load, tmp_path):
+    shipped = tmp_path / "corrections.json"
+    shipped.write_text('{"scale": 1.02}')
+    executor, _ = load(extra_input_files=[str(shipped)])
+    results = [read_shipped("corrections.json").result(timeout=TIMEOUT) for _ in range(3)]
+    assert {content for content, _, _ in results} == {'{"scale": 1.02}'}
+    assert len({folder for _, folder, _ in results}) == 3            # each task in its own folder
+    assert len({inode for _, _, inode in results}) == 1              # one copy, cached on the worker
+
+
+@pytest.mark.parametrize("paths, words", [
+    (["/no/such/file"], "a list of paths of existing files ('/no/such/file' is not one)"),
+    (["SAME", "SAME"], "as is"),
+])
+def test_bad_extra_input_files_fail_at_construction(tmp_path, paths, words):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same = [str(tmp_path / "a" / "x.py"), str(tmp_path / "b" / "x.py")]
+    for path in same:
+        open(path, "w").close()
+    paths = same if paths[0] == "SAME" else paths
+    with pytest.raises(ConfigurationError, match="extra_input_files") as caught:
+        WorkQueueExecutor(extra_input_files=paths)
+    assert words in str(caught.value)
+
+
+def test_the_grid_proxy_in_x509_user_proxy_is_shipped_and_named_by_an_absolute_path(load, tmp_path, monkeypatch):
+    proxy = tmp_path / "x509up_u1000"
+    proxy.write_text("-----BEGIN CERTIFICATE----- test proxy")
+    monkeypatch.setenv("X509_USER_PROXY", str(proxy))
+    load()
+    path, content = proxy_seen(move_away=True).result(timeout=TIMEOUT)
+    assert content == "-----BEGIN CERTIFICATE----- test proxy"
+    assert os.path.isabs(path) and path != str(proxy) and path.endswith("/pwq_x509_proxy")
+    out = tmp_path / "proxy.out"
+    assert cat_proxy(stdout=str(out)).result(timeout=TIMEOUT) == 0
+    assert out.read_text() == "-----BEGIN CERTIFICATE----- test proxy"
+
+
+def test_x509_proxy_false_ships_none(load, tmp_path, monkeypatch):
+    proxy = tmp_path / "x509up"
+    proxy.write_text("secret")
+    monkeypatch.setenv("X509_USER_PROXY", str(proxy))
+    load(x509_proxy=False)
+    # The worker, started here, inherited the variable; nothing was shipped and it names the original.
+    assert proxy_seen(move_away=False).result(timeout=TIMEOUT) == (str(proxy), "secret")
+
+
+def test_workers_offer_what_the_provider_gives_a_node():
+    slurm = SlurmProvider(cores_per_node=8, mem_per_node=16)
+    assert worker_resources(slurm, "") == "--cores 8 --memory 16384"
+    assert worker_resources(slurm, "--cores 4") == "--memory 16384"
+    assert worker_resources(slurm, "--memory=1000 --cores=2") == ""
+    assert worker_resources(LocalProvider(), "") == ""
+    assert worker_resources(SlurmProvider(), "") == ""
+
+
+def test_fast_abort_runs_a_straggler_again_elsewhere(load, tmp_path):
+    executor, _ = load(workers=2, fast_abort=3, max_retries=3)
+    # Work Queue aborts only once 10 tasks of the category are done; one after the other, none is bundled.
+    assert [short(i).result(timeout=TIMEOUT) for i in range(12)] == list(range(12))
+    late = straggler(str(tmp_path / "marker"), parsl_resource_specification={"category": "short"})
+    assert late.result(timeout=TIMEOUT) == "second try"
+    assert resource_usage(late).attempts >= 2       # Work Queue ran it more than once
+    assert [f.result(timeout=TIMEOUT) for f in [short(i) for i in range(2)]] == [0, 1]
+
+
+def test_fast_abort_below_1_fails_at_construction():
+    with pytest.raises(ConfigurationError, match=r"fast_abort=0\.5.*a number >= 1"):
+        WorkQueueExecutor(fast_abort=0.5, max_retries=None)
+
+
+def test_fast_abort_with_a_single_attempt_fails_at_construction():
+    with pytest.raises(ConfigurationError, match=r"max_retries=1.*counts each fast abort against the task's attempts"):
+        WorkQueueExecutor(fast_abort=3)
