@@ -9,7 +9,7 @@ PARSL_SUITE_SKIP_ALL = not test_bad_stdout_file and not test_bad_stderr_file and
 PARSL_SUITE_SKIP_NO_SHARED_FS = not (test_output_chain_filenames and test_behavior)
 PARSL_SUITE = $(WITH_ENGINE) mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_MARKERS)
 
-.PHONY: setup demo test test-slurm bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs parsl-suite-warm clean
+.PHONY: setup demo test test-slurm docs bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs parsl-suite-warm clean
 
 setup: $(VENV)/.installed
 	@tools/install_work_queue.sh $(PY)
@@ -36,6 +36,11 @@ endif
 
 test: setup
 	$(WITH_ENGINE) $(PY) -m pytest -q -rs $(TESTS)
+
+# The documentation site: docs/ and the API reference, warnings as errors, into docs/_build/html.
+docs: setup
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 # Workers as jobs of a single-node Slurm cluster on this machine (root; installs Debian's Slurm on first use).
 test-slurm: setup

@@ -6,6 +6,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import parsl
 import pytest
@@ -90,6 +91,13 @@ def test_status_workers_and_report_of_a_password_protected_run(run, tmp_path):
     assert finished.returncode == 0 and "finished at" in finished.stdout, finished.stdout
     assert re.search(r"blocker\s+blocker\s+0\s+0\s+1\s+0", finished.stdout), finished.stdout
 
+    watching = subprocess.Popen([PARSL_WQ, "status", "--watch", "0.2", str(tmp_path / "runinfo")],
+                                stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    watching.terminate()
+    screens = watching.communicate(timeout=10)[0].split("\033[H\033[2J")
+    assert len(screens) >= 3 and all("finished at" in s for s in screens[1:]), screens
+
     report = parsl_wq("report", str(tmp_path / "runinfo"), "-o", str(tmp_path / "tasks.csv"))
     assert report.returncode == 0, report.stderr
     with open(tmp_path / "tasks.csv") as f:
@@ -120,6 +128,14 @@ def test_a_folder_without_a_run_exits_3_and_says_where_it_looked(tmp_path):
 def test_every_verb_has_help(verb):
     done = parsl_wq(verb, "--help")
     assert done.returncode == 0 and done.stdout.startswith(f"usage: parsl-wq {verb}")
+
+
+def test_progress_true_shows_in_a_notebook_and_a_terminal_only(monkeypatch):
+    from parsl_wq import progress
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not progress.wanted(True) and progress.wanted("always") and not progress.wanted(False)
+    monkeypatch.setitem(sys.modules, "ipykernel", object())      # as in a Jupyter kernel
+    assert progress.wanted(True)
 
 
 def test_a_bad_command_line_exits_2():
