@@ -614,8 +614,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             record = self._submitted.pop(task_id, None)
             if record is not None:
                 self._outstanding_slots -= record.slots
-        if record is not None:
-            self._run_status.finished(task_id, record.category, record.app, record.submitted_at, None, error)
+        self._note_finished(task_id, record, None, error)
         if future is not None and not future.done():
             future.set_exception(error)
 
@@ -662,11 +661,25 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                         f"see {self._manager.log_path}: {self._manager.log_tail()}")
 
     def _queue_state(self, state: QueueState) -> None:
-        self._run_status.queue_state(state)
-        if self.submit_monitoring_radio is not None:
-            if self._nodes is None:
-                self._nodes = NodeRecords(self.run_id, self.submit_monitoring_radio.send)
-            self._nodes.update(state)
+        """The run's status files and monitoring's node table; a failure here costs no app anything."""
+        try:
+            self._run_status.queue_state(state)
+            if self.submit_monitoring_radio is not None:
+                if self._nodes is None:
+                    self._nodes = NodeRecords(self.run_id, self.submit_monitoring_radio.send)
+                self._nodes.update(state)
+        except Exception:
+            logger.exception("WorkQueueExecutor %s: recording the queue's state failed", self.label)
+
+    def _note_finished(self, task_id: int, record: Optional[_Submitted], done: Optional[TaskDone],
+                       error: Optional[BaseException]) -> None:
+        """Count a resolved app in the run's status files; a failure here costs the app nothing."""
+        if record is None or self._run_status is None:
+            return
+        try:
+            self._run_status.finished(task_id, record.category, record.app, record.submitted_at, done, error)
+        except Exception:
+            logger.exception("WorkQueueExecutor %s: recording task %d failed", self.label, task_id)
 
     def _deliver(self, done: TaskDone) -> None:
         with self._lock:
@@ -688,9 +701,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 self._account(done, record, ok)
             except Exception:       # the usage table or monitoring must not cost the app its result
                 logger.exception("WorkQueueExecutor %s: accounting for task %d failed", self.label, done.task_id)
-        if record is not None:
-            self._run_status.finished(done.task_id, record.category, record.app, record.submitted_at, done,
-                                      None if ok else value)
+        self._note_finished(done.task_id, record, done, None if ok else value)
         if future is None or future.done():
             return
         future.resource_usage = done.usage  # type: ignore[attr-defined]
@@ -781,9 +792,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             records = {task_id: self._submitted.pop(task_id, None) for task_id in leftover}
         for task_id, future in leftover.items():
             error = ExecutorShutdown(self.label, task_id)
-            record = records[task_id]
-            if record is not None and self._run_status is not None:
-                self._run_status.finished(task_id, record.category, record.app, record.submitted_at, None, error)
+            self._note_finished(task_id, records[task_id], None, error)
             if not future.done():
                 future.set_exception(error)
         if self._run_status is not None:

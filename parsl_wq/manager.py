@@ -13,7 +13,7 @@ Conversation over the channel (see ``parsl_wq.messages``)::
                    <-------------  Ready(port) | StartFailed(reason)
     SubmitTask     ------------->  queue.submit, alone or with others (a bundle)
                    <-------------  TaskDone (one per app, from queue.wait)
-                   <-------------  QueueState (about once a second while busy)
+                   <-------------  QueueState (about once a second)
     Stop           ------------->  exit; workers are told to leave if the
                                    executor started them
     EOF            ------------->  the executor's process died: the same, and for

@@ -13,6 +13,7 @@ same lines are there on every engine::
 """
 
 import json
+import sys
 import time
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -104,11 +105,17 @@ class QueueStateSender:
         self.last = 0.0
         self.ready_state = getattr(manager.wq, "WORK_QUEUE_TASK_READY", None)
 
-    def maybe_send(self, force: bool = False) -> None:
+    def maybe_send(self) -> None:
         now = time.time()
-        if force or now - self.last >= INTERVAL:
-            self.last = now
-            self.manager.channel.send(self.state(now))
+        if now - self.last < INTERVAL:
+            return
+        self.last = now
+        try:
+            state = self.state(now)
+        except Exception as e:      # what only informs the user must not stop the manager
+            sys.stderr.write(f"parsl_wq manager: the queue's state could not be read: {e!r}\n")
+            return
+        self.manager.channel.send(state)
 
     def state(self, now: Optional[float] = None) -> QueueState:
         held: Dict[str, int] = {}

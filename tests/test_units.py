@@ -580,3 +580,71 @@ def test_the_runner_times_each_app_s_function_only(tmp_path):
     subprocess.run([sys.executable, RUNNER, "calls", "results"], cwd=tmp_path, timeout=60, check=True)
     (_, seconds), = runner.read_results((tmp_path / "results").read_bytes()).values()
     assert 0.2 <= seconds < 1.0
+
+
+# ------------------------------------------------------- the manager's view of workers
+
+TRANSACTIONS = """\
+# time manager_pid WORKER worker_id host:port CONNECTION
+1000000 7 WORKER w-1 10.0.0.5:4000  CONNECTION
+1100000 7 WORKER w-1 RESOURCES {"memory":[2000,"MB"],"disk":[5000,"MB"],"cores":[2,"cores"]}
+1200000 7 WORKER w-2 10.0.0.6:4001  CONNECTION
+1300000 7 TASK 1 RUNNING 10.0.0.5:4000  FIRST_RESOURCES {"cores":[1,"cores"]}
+1400000 7 TASK 2 RUNNING 10.0.0.5:4000  FIRST_RESOURCES {"cores":[1,"cores"]}
+1500000 7 TASK 1 WAITING_RETRIEVAL 10.0.0.5:4000
+"""
+
+
+def test_the_worker_log_follows_joins_resources_tasks_and_departures(tmp_path):
+    from parsl_wq.queue_state import WorkerLog
+    path = tmp_path / "transactions.log"
+    path.write_text(TRANSACTIONS + "1600000 7 WORKER w-2 RESOU")      # a line still being written
+    log = WorkerLog(str(path))
+    log.update()
+    assert log.connected() == [
+        {"id": "w-1", "address": "10.0.0.5:4000", "connected": 1.0, "memory": 2000, "disk": 5000, "cores": 2,
+         "tasks": 1},
+        {"id": "w-2", "address": "10.0.0.6:4001", "connected": 1.2, "tasks": 0}]
+    joined, left = log.take_changes()
+    assert [w["id"] for w in joined] == ["w-1"] and left == []
+    with open(path, "a") as f:
+        f.write('RCES {"cores":[1,"cores"],"memory":[500,"MB"]}\n'
+                "1700000 7 WORKER w-1 10.0.0.5:4000  DISCONNECTION FAILURE\n")
+    log.update()
+    assert [(w["id"], w["cores"]) for w in log.connected()] == [("w-2", 1)]
+    joined, left = log.take_changes()
+    assert [w["id"] for w in joined] == ["w-2"] and [(w["id"], w["left"]) for w in left] == [("w-1", 1.7)]
+    assert log.take_changes() == ([], [])
+
+
+def test_the_backlog_counts_held_apps_by_category():
+    from parsl_wq.bundles import Backlog
+    backlog = Backlog(max_bundle=10)
+    for task_id, category in enumerate(["a", "a", "b"]):
+        backlog.add(messages.SubmitTask(task_id, "cmd", category, (), (), {"id": task_id}, b""))
+    assert backlog.held_by_category == {"a": 2, "b": 1}
+    backlog.take(slots=1)
+    assert backlog.held_by_category == {"a": 1, "b": 1}      # unmeasured: one at a time
+    backlog.take(slots=1)
+    backlog.take(slots=1)
+    assert backlog.held_by_category == {}
+
+
+def test_the_run_status_counts_apps_and_keeps_the_last_failures(tmp_path):
+    from parsl_wq.run_status import STATUS, RunStatus, load_json, read_tasks
+    status = RunStatus(str(tmp_path), UsageSummary())
+    for i in range(14):
+        status.submitted("c", "app")
+    usage = messages.TaskUsage("c", {"cores": 1.0}, {}, {}, 1, host="h", started=10.0, ended=11.0)
+    for i in range(12):
+        status.finished(i, "c", "app", 9.0, messages.TaskDone(i, 0, "SUCCESS", 0, "", usage, seconds=0.5),
+                        ValueError(f"bad {i}\nsecond line") if i % 2 else None)
+    status.queue_state(messages.QueueState(12.0, held={}, waiting={}, running={"c": 1}, workers=[]))
+    status.close()
+    written = load_json(str(tmp_path / STATUS))
+    assert written["apps"]["c"] == {"apps": ["app"], "submitted": 14, "done": 6, "failed": 6, "running": 1,
+                                    "waiting": 1, "held": 0}
+    assert [f["error"] for f in written["failures"]] == [f"bad {i}" for i in (1, 3, 5, 7, 9, 11)]
+    assert written["ended"] is not None
+    rows = read_tasks(str(tmp_path))
+    assert len(rows) == 12 and rows[1]["result"] == "ValueError" and rows[0]["seconds"] == 0.5
