@@ -31,7 +31,7 @@ class ProgressBar:
     def __init__(self, label: str):
         from tqdm.auto import tqdm
         self.bar = tqdm(total=0, desc=label, unit="app", file=sys.stderr, dynamic_ncols=True, leave=True,
-                        mininterval=0, bar_format="{desc}: {n}/{total} apps |{bar}| {elapsed} {postfix}")
+                        mininterval=0, bar_format="{desc}: {n}/{total} apps |{bar}| {elapsed}{postfix}")
 
     def show(self, status: Dict[str, Any]) -> None:
         apps = status["apps"].values()
