@@ -276,8 +276,8 @@ def plot_command(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="parsl-wq", description=__doc__.split("\n\n")[0],
-                                  epilog="Exit codes: 0 done; 1 doctor found a problem, or plot lacks matplotlib; 2 bad command line; "
-                                         "3 no run found.")
+                                  epilog="Exit codes: 0 done; 1 doctor found a problem, or plot lacks "
+                                         "matplotlib; 2 bad command line; 3 no run found.")
     verbs = top.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     def with_run(name: str, help: str) -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ TASKS = "tasks.jsonl"
 WRITE_EVERY = 1.0       # seconds between two writes of status.json
 FAILURES_KEPT = 10
 ERROR_CHARS = 300
+KEPT = ("cores", "memory", "disk", "gpus", "wall_time", "cpu_time")     # in tasks.jsonl
 
 
 class RunStatus:
@@ -68,25 +69,25 @@ class RunStatus:
         """An app's future got its result (``error`` None) or an exception."""
         now = time.time()
         usage = done.usage if done is not None else None
-        row: Dict[str, Any] = {"task": task_id, "app": app, "category": category, "submitted": submitted_at,
-                               "finished": now, "result": "ok" if error is None else type(error).__name__}
+        row: Dict[str, Any] = {"task": task_id, "app": app, "category": category, "submitted": round(submitted_at, 3),
+                               "finished": round(now, 3), "result": "ok" if error is None else type(error).__name__}
         if error is not None:
             row["error"] = one_line(error)
         if done is not None:
             row["wq_result"] = done.result_name
             if done.seconds is not None:
-                row["seconds"] = done.seconds
+                row["seconds"] = round(done.seconds, 4)
         if usage is not None:
-            row.update(host=usage.host, started=usage.started or None, ended=usage.ended or None,
-                       attempts=usage.attempts, bundled=usage.bundled, allocated=usage.allocated,
-                       measured=usage.measured)
+            row.update(host=usage.host, started=round(usage.started, 3) or None, ended=round(usage.ended, 3) or None,
+                       attempts=usage.attempts, bundled=usage.bundled, allocated=kept(usage.allocated),
+                       measured=kept(usage.measured))
         with self.lock:
             self.counts(category)["done" if error is None else "failed"] += 1
             if error is not None:
                 self.failures.append({k: row.get(k) for k in ("task", "app", "category", "host", "finished",
                                                                "result", "error")})
             try:
-                self.tasks_file.write(json.dumps(row) + "\n")
+                self.tasks_file.write(json.dumps(row, separators=(",", ":")) + "\n")
             except (OSError, ValueError) as e:
                 logger.warning("parsl_wq: could not write %s: %s", TASKS, e)
         self.write_status()
@@ -141,6 +142,11 @@ class RunStatus:
             self.tasks_file.close()
         if self.progress is not None:
             self.progress.close()
+
+
+def kept(resources: Dict[str, float]) -> Dict[str, float]:
+    """The resources a row keeps (``resource_usage`` has them all): a line stays under about 400 bytes."""
+    return {k: round(v, 3) for k, v in resources.items() if k in KEPT}
 
 
 def one_line(error: BaseException) -> str:

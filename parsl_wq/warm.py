@@ -41,7 +41,7 @@ host serves every call of the environment as above and answers the worker
 itself; it is started again if it has died. The supervisor and the first host
 still need a Python 3 on the node (any, standard library only)::
 
-    host ──socketpair, passes the worker's connection──> packed host (ENV/bin/python) ──fork per app──> ...
+    host ──socketpair: the worker's connection──> packed host (ENV/bin/python) ──fork per app──> ...
 
 A host that dies (killed, out of memory) is replaced by the supervisor; the
 call it was serving gets no answer, which the manager reports as a lost warm

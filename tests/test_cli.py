@@ -193,7 +193,8 @@ def test_progress_always_draws_the_bar_on_stderr_even_in_a_file(tmp_path, no_lef
     last = done.stderr.replace("\r", "\n").strip().splitlines()
     bar = [line for line in last if "apps |" in line]
     assert bar, done.stderr[-3000:]
-    assert re.search(r"WorkQueueExecutor: 6/6 apps \|.*\| .*running 0, waiting 0, failed 1, workers \d", bar[-1]), bar[-1]
+    assert re.search(r"WorkQueueExecutor: 6/6 apps \|.*\| .*running 0, waiting 0, failed 1, workers \d",
+                     bar[-1]), bar[-1]
 
 
 def test_progress_true_is_silent_when_stderr_is_not_a_terminal(tmp_path, no_leftover_workers):
