@@ -52,7 +52,7 @@ def worker() -> Check:
     match = re.search(r"version (\d+\.\d+)", version)
     if module_version and match and not module_version.startswith(match.group(1)):
         return False, (text + f"; the Python module is cctools {module_version}: use a worker of the same "
-                       "major version, or put the matching cctools first on PATH")
+                       "version, or put the matching cctools first on PATH")
     return True, text
 
 
@@ -72,9 +72,17 @@ def packing() -> Check:
             return False, (f"pack=True: {sys.prefix} is a conda environment, and conda-pack is missing: "
                            "`pip install conda-pack`")
         return True, f"pack=True: builds from the conda environment {sys.prefix} with conda-pack"
-    if not os.path.isfile(sys.executable):
-        return False, f"pack=True: this Python ({sys.executable}) is not a file that can be packed"
-    return True, f"pack=True: builds from this interpreter ({sys.executable}, Python {sys.version.split()[0]})"
+    from parsl_wq.pack import interpreter
+    try:
+        files = list(interpreter.interpreter_files())
+        missing = [source for source, _ in files if not os.access(source, os.R_OK)]
+    except OSError as e:
+        return False, f"pack=True: this interpreter's files cannot be listed ({e}); use a conda environment"
+    if missing:
+        return False, (f"pack=True: {len(missing)} files of this interpreter cannot be read, for example "
+                       f"{missing[0]}; use a conda environment, or an interpreter you can read")
+    return True, (f"pack=True: builds from this interpreter ({sys.executable}, Python {sys.version.split()[0]}; "
+                  f"{len(files)} files of it go into each environment)")
 
 
 def self_test() -> Check:

@@ -4,6 +4,7 @@ import csv
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -226,3 +227,18 @@ def test_progress_true_draws_the_bar_in_a_terminal(tmp_path, no_leftover_workers
     assert process.wait(timeout=120) == 0
     os.close(main)
     assert b"6/6 apps |" in output, output[-2000:]
+
+
+def test_doctor_names_a_worker_whose_version_differs_from_the_module():
+    from parsl_wq.doctor import module_cctools_version
+    other = "/usr/bin/work_queue_worker"
+    module = module_cctools_version()
+    if not module or not os.path.exists(other) or other == shutil.which("work_queue_worker"):
+        pytest.skip("needs a Work Queue module that reports its version and another worker in /usr/bin")
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    done = subprocess.run([PARSL_WQ, "doctor", "--no-self-test"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    if f"version {module[:module.rindex('.')]}" in done.stdout:
+        pytest.skip("the worker in /usr/bin has the module's version")
+    assert done.returncode == 1
+    assert f"the Python module is cctools {module}: use a worker of the same version" in done.stdout
