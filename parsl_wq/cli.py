@@ -1,4 +1,4 @@
-"""``parsl-wq``: look at a run from another terminal (status, report, workers) and check this machine (doctor).
+"""``parsl-wq``: look at a run from another terminal (status, report, plot, workers); check this machine (doctor).
 
 Every verb but ``doctor`` reads the files the run writes (``parsl_wq.run_status``),
 never the network, so it works while a password-protected run is going, and after it.
@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from parsl_wq import run_status
 from parsl_wq.usage import amount
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_NO_RUN = 0, 1, 2, 3
+EXIT_OK, EXIT_PROBLEM, EXIT_NO_RUN = 0, 1, 3      # and argparse's 2 for a bad command line
 DEFAULT_RUN_DIR = "runinfo"
 
 

@@ -247,7 +247,12 @@ class PackedHosts:
                 return {"exit_code": self.runner.EXIT_UNPACK_FAILED, "usage": {}, "exceeded": {},
                         "output": output + "\n" + self.runner.UNPACK_FAILED + "\n"}
             self.stop(name)
-            self.hosts[name] = start_packed_host(folder, self.workspace)
+            try:
+                self.hosts[name] = start_packed_host(folder, self.workspace)
+            except OSError as e:
+                return {"exit_code": self.runner.EXIT_RUNNER_FAILED, "usage": {}, "exceeded": {},
+                        "output": "parsl_wq warm host: the Python of environment %s did not start: %s\n"
+                                  % (name, e)}
         message = json.dumps({"task_id": task_id, "call": call}).encode()
         try:
             self.hosts[name][1].sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
