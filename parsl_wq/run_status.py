@@ -69,8 +69,9 @@ class RunStatus:
         """An app's future got its result (``error`` None) or an exception."""
         now = time.time()
         usage = done.usage if done is not None else None
-        row: Dict[str, Any] = {"task": task_id, "app": app, "category": category, "submitted": round(submitted_at, 3),
-                               "finished": round(now, 3), "result": "ok" if error is None else type(error).__name__}
+        row: Dict[str, Any] = {"task": task_id, "app": app, "category": category,
+                               "submitted": round(submitted_at, 3), "finished": round(now, 3),
+                               "result": "ok" if error is None else type(error).__name__}
         if error is not None:
             row["error"] = one_line(error)
         if done is not None:
@@ -78,9 +79,9 @@ class RunStatus:
             if done.seconds is not None:
                 row["seconds"] = round(done.seconds, 4)
         if usage is not None:
-            row.update(host=usage.host, started=round(usage.started, 3) or None, ended=round(usage.ended, 3) or None,
-                       attempts=usage.attempts, bundled=usage.bundled, allocated=kept(usage.allocated),
-                       measured=kept(usage.measured))
+            row.update(host=usage.host, started=round(usage.started, 3) or None,
+                       ended=round(usage.ended, 3) or None, attempts=usage.attempts, bundled=usage.bundled,
+                       allocated=kept(usage.allocated), measured=kept(usage.measured))
         with self.lock:
             self.counts(category)["done" if error is None else "failed"] += 1
             if error is not None:
@@ -128,7 +129,8 @@ class RunStatus:
             held = queue.held.get(category, 0) if queue else 0
             outstanding = counts["submitted"] - counts["done"] - counts["failed"]
             running = min(running, outstanding)
-            apps[category] = dict(counts, running=running, waiting=outstanding - running, held=min(held, outstanding))
+            apps[category] = dict(counts, apps=list(counts["apps"]), running=running,
+                                  waiting=outstanding - running, held=min(held, outstanding))
         categories = {name: {"allocation": stats.last_allocation, "peak": stats.peak, "tasks": stats.tasks,
                              "exhausted": stats.exhausted}
                       for name, stats in self.usage.categories.items()}
