@@ -1,6 +1,7 @@
 """What Coffea users reach for: extra_input_files, the grid proxy, provider-sized workers, fast abort."""
 
 import os
+import signal
 
 import parsl
 import pytest
@@ -28,16 +29,28 @@ def cat_proxy(stdout=None):
 
 @pytest.fixture
 def load(tmp_path, no_leftover_workers):
-    kernels = []
+    """Load an executor and start ``workers`` 1-core workers by hand; all of them are killed at the end.
+
+    The executor tells its workers to leave at shutdown, but a worker that Work
+    Queue removed (fast abort) keeps trying to reconnect: it is killed here.
+    """
+    kernels, processes = [], []
 
     def load(workers=1, **options):
         executor = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0), **options)
         kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none")))
-        processes = [start_worker(executor, 1, tmp_path) for _ in range(workers)]
-        return executor, processes
+        started = [start_worker(executor, 1, tmp_path) for _ in range(workers)]
+        processes.extend(started)
+        return executor, started
     yield load
     for kernel in kernels:
         kernel.cleanup()
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def test_extra_input_files_reach_every_task_and_are_sent_once_per_worker(load, tmp_path):
