@@ -267,7 +267,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         two such tasks in a row ran on is removed and blocked for a while. At
         least 1. Default None: off. Work Queue counts each abort against the
         task's ``max_retries`` (twice on cctools 7.17), so ``fast_abort``
-        needs ``max_retries`` of 3 or more, or None.
+        needs ``max_retries`` of 3 or more, or None. Caution: in two of
+        about ten test runs here, on a loaded machine, Work Queue put an
+        aborted task back on the same worker and stopped each later try
+        too, so the app never finished (see docs/usage.md).
     scaling_cores_per_worker : int
         Cores a worker is expected to have, for Parsl's scaling.
     remote_monitoring_radio : RadioConfig, optional

@@ -30,5 +30,5 @@ def straggler(marker, parsl_resource_specification={}):
         return "second try"
     with open(marker, "w"):
         pass
-    time.sleep(120)
+    time.sleep(30)
     return "first try"

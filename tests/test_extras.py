@@ -10,8 +10,8 @@ from parsl.config import Config
 from parsl.providers import LocalProvider, SlurmProvider
 
 import extras_apps
-from conftest import start_worker
-from parsl_wq import WorkQueueExecutor, resource_usage
+from conftest import start_worker, transactions, wait_until
+from parsl_wq import WorkQueueExecutor
 from parsl_wq.errors import ConfigurationError
 from parsl_wq.executor import worker_resources
 
@@ -110,16 +110,26 @@ def test_workers_offer_what_the_provider_gives_a_node():
     assert worker_resources(SlurmProvider(), "") == ""
 
 
-def test_fast_abort_runs_a_straggler_again_elsewhere(load, tmp_path):
-    # No limit on attempts: Work Queue may abort the quick second try too. In one 7.17 run with fast_abort=3
-    # and max_retries=3, the task was aborted again after each second of running, and failed on MAX_RETRIES.
+def test_fast_abort_stops_a_straggler_and_queues_it_again(load, tmp_path):
     executor, _ = load(workers=2, fast_abort=5, max_retries=None)
     # Work Queue aborts only once 10 tasks of the category are done; one after the other, none is bundled.
     assert [short(i).result(timeout=TIMEOUT) for i in range(12)] == list(range(12))
     late = straggler(str(tmp_path / "marker"), parsl_resource_specification={"category": "short"})
-    assert late.result(timeout=TIMEOUT) == "second try"
-    assert resource_usage(late).attempts >= 2       # Work Queue ran it more than once
-    assert [f.result(timeout=TIMEOUT) for f in [short(i) for i in range(2)]] == [0, 1]
+
+    def straggler_states():
+        """The states Work Queue logged for the newest task (the straggler's), in order."""
+        rows = [line.split()[3:5] for line in transactions(executor, "TASK")]
+        newest = max(int(task) for task, _ in rows)
+        return [state for task, state in rows if int(task) == newest]
+
+    def queued_again():
+        states = straggler_states()
+        return "RUNNING" in states and "WAITING" in states[states.index("RUNNING"):]
+    # Stopped after about 5 times the category's 0.2 s average, and put back in the queue.
+    assert wait_until(queued_again, timeout=20), straggler_states()
+    # Its second try returns at once, but Work Queue may stop that one too: in loaded runs here (both engines)
+    # it stopped every later try on the same worker. So the test does not wait for the app's result.
+    assert not late.done() or late.result() == "second try"
 
 
 def test_fast_abort_below_1_fails_at_construction():
