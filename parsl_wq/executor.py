@@ -268,7 +268,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         least 1. Default None: off. Work Queue counts each abort against the
         task's ``max_retries`` (twice on cctools 7.17), so ``fast_abort``
         needs ``max_retries`` of 3 or more, or None. Caution: in two of
-        about ten test runs here, on a loaded machine, Work Queue put an
+        about fifteen test runs here, on a loaded machine, Work Queue put an
         aborted task back on the same worker and stopped each later try
         too, so the app never finished (see docs/usage.md).
     scaling_cores_per_worker : int
