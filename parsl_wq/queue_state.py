@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from parsl_wq.messages import QueueState
 
 INTERVAL = 1.0      # seconds between two QueueState messages
-TASK_ENDS = ("WAITING_RETRIEVAL", "RETRIEVED", "DONE", "WAITING")
+TASK_ENDS = ("WAITING_RETRIEVAL", "RETRIEVED", "DONE", "WAITING", "CANCELED")
 
 
 class WorkerLog:
