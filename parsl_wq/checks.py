@@ -74,9 +74,10 @@ def check_options(options, engine: Features) -> Checked:
                                  "its category's average time a task may run before it is run again elsewhere")
     if options.fast_abort is not None and options.max_retries is not None and options.max_retries < 3:
         raise ConfigurationError("max_retries", options.max_retries, "max_retries >= 3 or None with fast_abort: "
-                                 "Work Queue counts each fast abort against the task's attempts (twice on "
-                                 f"cctools 7.17), so with max_retries={options.max_retries} an aborted straggler "
-                                 "can fail instead of running again")
+                                 "Work Queue counts each fast abort against the task's attempts (on cctools "
+                                 "7.17 a straggler run again once had used 3), so with "
+                                 f"max_retries={options.max_retries} an aborted straggler can fail instead of "
+                                 "running again")
     if options.progress not in (True, False, "always"):
         raise ConfigurationError("progress", options.progress, 'True, False or "always"')
     if options.scaling_cores_per_worker < 1:

@@ -266,8 +266,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         many times their average is stopped and queued again; a worker that
         two such tasks in a row ran on is removed and blocked for a while. At
         least 1. Default None: off. Work Queue counts each abort against the
-        task's ``max_retries`` (twice on cctools 7.17), so ``fast_abort``
-        needs ``max_retries`` of 3 or more, or None. Caution: in two of
+        task's ``max_retries`` (on cctools 7.17 a straggler run again once
+        had used 3 attempts), so ``fast_abort`` needs ``max_retries`` of 3
+        or more, or None. Caution: in two of
         about fifteen test runs here, on a loaded machine, Work Queue put an
         aborted task back on the same worker and stopped each later try
         too, so the app never finished (see docs/usage.md).
