@@ -76,7 +76,6 @@ class Backlog:
         self.bundle_seconds = bundle_seconds
         self.groups: Dict[Hashable, Deque[Tuple[int, SubmitTask]]] = {}
         self.seconds_per_app: Dict[str, float] = {}    # by category, from finished tasks
-        self.held_by_category: Dict[str, int] = {}
         self._arrivals = itertools.count()
         self._held = 0
 
@@ -86,7 +85,6 @@ class Backlog:
     def add(self, message: SubmitTask) -> None:
         self.groups.setdefault(key(message), deque()).append((next(self._arrivals), message))
         self._held += 1
-        self.held_by_category[message.category] = self.held_by_category.get(message.category, 0) + 1
 
     def measured(self, category: str, seconds: float, apps: int) -> None:
         """``apps`` apps of ``category`` ran for ``seconds`` in all.
@@ -124,10 +122,6 @@ class Backlog:
         if not group:
             del self.groups[group_key]
         self._held -= len(taken)
-        category = taken[0][1].category
-        self.held_by_category[category] -= len(taken)
-        if not self.held_by_category[category]:
-            del self.held_by_category[category]
         return [message for _, message in taken]
 
 

@@ -109,11 +109,9 @@ class TaskDone:
 
 @dataclass(frozen=True)
 class QueueState:
-    """Where apps are now, by category, and the workers connected (``parsl_wq.queue_state``)."""
+    """Apps running now, by category, and the workers connected (``parsl_wq.queue_state``)."""
     time: float
-    held: Dict[str, int]        # apps the manager holds for bundles
-    waiting: Dict[str, int]     # apps in Work Queue tasks that wait for a worker
-    running: Dict[str, int]     # apps in tasks that workers have
+    running: Dict[str, int]     # apps in Work Queue tasks that workers have
     workers: List[Dict[str, Any]]
     joined: List[Dict[str, Any]] = field(default_factory=list)     # since the last QueueState
     left: List[Dict[str, Any]] = field(default_factory=list)

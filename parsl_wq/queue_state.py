@@ -1,10 +1,10 @@
 """What the manager tells the executor about its queue, about once a second (a ``QueueState`` message).
 
-Manager side; standard library only. Apps are counted where they are: held
-by the manager for a bundle, in a Work Queue task that waits for a worker, or
-in one that a worker has. Workers come from Work Queue's transactions log,
-read as it grows, because Debian's 9.9 build has no call that lists them; the
-same lines are there on every engine::
+Manager side; standard library only. Apps are counted as running when the
+Work Queue task that carries them (alone or in a bundle) is on a worker; the
+executor knows the rest (submitted, done, failed). Workers come from Work
+Queue's transactions log, read as it grows, because Debian's 9.9 build has no
+call that lists them; the same lines are there on every engine::
 
     TIME PID WORKER ID ADDRESS CONNECTION
     TIME PID WORKER ID RESOURCES {"cores":[2,"cores"],"memory":[1000,"MB"],...}
@@ -118,16 +118,12 @@ class QueueStateSender:
         self.manager.channel.send(state)
 
     def state(self, now: Optional[float] = None) -> QueueState:
-        held: Dict[str, int] = {}
-        waiting: Dict[str, int] = {}
         running: Dict[str, int] = {}
-        if self.manager.backlog is not None:
-            held = dict(self.manager.backlog.held_by_category)
         for task_id, submitted in self.manager.submitted.items():
-            counts = waiting if self.manager.queue.task_state(task_id) == self.ready_state else running
-            category = submitted.apps[0].category
-            counts[category] = counts.get(category, 0) + len(submitted.apps)
+            if self.manager.queue.task_state(task_id) != self.ready_state:
+                category = submitted.apps[0].category
+                running[category] = running.get(category, 0) + len(submitted.apps)
         self.workers.update()
         joined, left = self.workers.take_changes()
-        return QueueState(time=now or time.time(), held=held, waiting=waiting, running=running,
-                          workers=self.workers.connected(), joined=joined, left=left)
+        return QueueState(time=now or time.time(), running=running, workers=self.workers.connected(),
+                          joined=joined, left=left)

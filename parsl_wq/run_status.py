@@ -125,12 +125,10 @@ class RunStatus:
         queue = self.queue
         apps = {}
         for category, counts in self.apps.items():
-            running = queue.running.get(category, 0) if queue else 0
-            held = queue.held.get(category, 0) if queue else 0
             outstanding = counts["submitted"] - counts["done"] - counts["failed"]
-            running = min(running, outstanding)
+            running = min(queue.running.get(category, 0) if queue else 0, outstanding)
             apps[category] = dict(counts, apps=list(counts["apps"]), running=running,
-                                  waiting=outstanding - running, held=min(held, outstanding))
+                                  waiting=outstanding - running)
         categories = {name: {"allocation": stats.last_allocation, "peak": stats.peak, "tasks": stats.tasks,
                              "exhausted": stats.exhausted}
                       for name, stats in self.usage.categories.items()}

@@ -617,19 +617,6 @@ def test_the_worker_log_follows_joins_resources_tasks_and_departures(tmp_path):
     assert log.take_changes() == ([], [])
 
 
-def test_the_backlog_counts_held_apps_by_category():
-    from parsl_wq.bundles import Backlog
-    backlog = Backlog(max_bundle=10)
-    for task_id, category in enumerate(["a", "a", "b"]):
-        backlog.add(messages.SubmitTask(task_id, "cmd", category, (), (), {"id": task_id}, b""))
-    assert backlog.held_by_category == {"a": 2, "b": 1}
-    backlog.take(slots=1)
-    assert backlog.held_by_category == {"a": 1, "b": 1}      # unmeasured: one at a time
-    backlog.take(slots=1)
-    backlog.take(slots=1)
-    assert backlog.held_by_category == {}
-
-
 def test_the_run_status_counts_apps_and_keeps_the_last_failures(tmp_path):
     from parsl_wq.run_status import STATUS, RunStatus, load_json, read_tasks
     status = RunStatus(str(tmp_path), UsageSummary())
@@ -639,11 +626,11 @@ def test_the_run_status_counts_apps_and_keeps_the_last_failures(tmp_path):
     for i in range(12):
         status.finished(i, "c", "app", 9.0, messages.TaskDone(i, 0, "SUCCESS", 0, "", usage, seconds=0.5),
                         ValueError(f"bad {i}\nsecond line") if i % 2 else None)
-    status.queue_state(messages.QueueState(12.0, held={}, waiting={}, running={"c": 1}, workers=[]))
+    status.queue_state(messages.QueueState(12.0, running={"c": 1}, workers=[]))
     status.close()
     written = load_json(str(tmp_path / STATUS))
     assert written["apps"]["c"] == {"apps": ["app"], "submitted": 14, "done": 6, "failed": 6, "running": 1,
-                                    "waiting": 1, "held": 0}
+                                    "waiting": 1}
     assert [f["error"] for f in written["failures"]] == [f"bad {i}" for i in (1, 3, 5, 7, 9, 11)]
     assert written["ended"] is not None
     rows = read_tasks(str(tmp_path))
