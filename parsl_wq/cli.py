@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from parsl_wq import run_status
+from parsl_wq import joining, run_status
 from parsl_wq.usage import amount
 
 EXIT_OK, EXIT_PROBLEM, EXIT_NO_RUN = 0, 1, 3      # and argparse's 2 for a bad command line
@@ -206,41 +206,28 @@ def report_command(args: argparse.Namespace) -> int:
 def worker_commands(run: Dict[str, Any], hostname: str, count: int = 10) -> str:
     """How to join the run from elsewhere: a worker by hand, and through cctools' batch tools."""
     from parsl_wq.factory import WorkerFactory
-    password = run.get("password_file")
-    options = []
-    if password:
-        options += ["--password", shlex.quote(password)]
-    if run.get("tls"):
-        options.append("--ssl")
-    if run.get("coprocess"):
-        options += ["--coprocess", shlex.quote(run["coprocess"])]
-    if run.get("project_name"):
-        manager = (["-C", run["catalog"]] if run.get("catalog") else []) + ["-M", shlex.quote(run["project_name"])]
-        factory_manager = ["-M", run["project_name"]]
-        submit_manager = manager + [str(count)]
-    else:
-        local = run["address"] in ("127.0.0.1", "localhost") and not run.get("address_given")
-        address = hostname if local else run["address"]     # workers elsewhere cannot use loopback
-        manager = [address, str(run["port"])]
-        factory_manager = manager
-        submit_manager = manager + [str(count)]
+    password, tls, project = run.get("password_file"), bool(run.get("tls")), run.get("project_name")
+    local = run["address"] in ("127.0.0.1", "localhost") and not run.get("address_given")
+    address = hostname if local else run["address"]     # workers elsewhere cannot use loopback
+    manager = joining.manager_arguments(project, run.get("catalog"), address, run["port"])
     lines = [f"Run {run.get('label')} (manager port {run.get('port')}; {run.get('engine', 'engine unknown')})", ""]
     if password:
         lines += [f"The workers need the run's password file. Copy {password} to each node (or use a shared",
                   "file system), keep it private (chmod 600), and give its path on that node.", ""]
-    lines += ["A worker by hand:", "  " + " ".join(["work_queue_worker"] + options + manager), ""]
-    submit_options = (["--password", shlex.quote(password)] if password else []) + (["--ssl"] if run.get("tls") else [])
+    worker = ["work_queue_worker"] + joining.worker_options(password, tls, run.get("coprocess")) + manager
+    lines += ["A worker by hand:", "  " + " ".join(worker), ""]
     extra = ["-E", shlex.quote(f"--coprocess {run['coprocess']}")] if run.get("coprocess") else []
     lines += [f"{count} workers through a batch system (cctools' submit scripts):"]
     for tool in ("slurm_submit_workers", "condor_submit_workers"):
-        lines.append("  " + " ".join([tool] + submit_options + extra + submit_manager))
+        lines.append("  " + " ".join([tool] + joining.worker_options(password, tls, None) + extra + manager
+                                     + [str(count)]))
     factory = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=count,
                             worker_options=f"--coprocess {run['coprocess']}" if run.get("coprocess") else "")
-    command = factory.command([str(p) for p in factory_manager], "/tmp/parsl_wq-factory", password,
-                              run.get("catalog") if run.get("project_name") else None, tls=bool(run.get("tls")))
+    command = factory.command(joining.factory_manager(project, address, run["port"]), "/tmp/parsl_wq-factory",
+                              password, run.get("catalog") if project else None, tls=tls)
     lines += ["", "Workers kept in step with the run's demand (work_queue_factory; -T condor, uge, ... also work):",
               "  " + " ".join(shlex.quote(c) for c in command)]
-    if not run.get("project_name"):
+    if not project:
         lines.append("  (without a project_name the factory cannot read the demand of a password-protected "
                      "manager and keeps --min-workers running)")
     return "\n".join(lines)

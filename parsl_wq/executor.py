@@ -53,7 +53,7 @@ from parsl.providers import LocalProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
-from parsl_wq import security, serialize
+from parsl_wq import joining, security, serialize
 from parsl_wq.checks import check_options
 from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError
@@ -496,10 +496,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             task_dir=self._task_files.task_dir, fast_abort=self.fast_abort))
 
     def _start_factory(self) -> None:
-        if self.project_name:
-            manager = ["-M", self.project_name]
-        else:
-            manager = [self._worker_address(), str(self.worker_port)]
+        manager = joining.factory_manager(self.project_name, self._worker_address(), self.worker_port)
         scratch = os.path.join(self._log_dir, "factory")
         os.makedirs(scratch, mode=0o700, exist_ok=True)
         command = self.factory.command(manager, scratch, self._password_file, self.catalog,
@@ -512,23 +509,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _worker_command(self) -> str:
         # Work Queue points a task's TMPDIR at its sandbox; keep the node's for shared_fs apps.
         parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', self.worker_executable]
-        if self._password_file:
-            parts += ["--password", shlex.quote(self._password_file)]
-        if self._tls_files:
-            parts.append("--ssl")
-        if self._warm_launcher:
-            parts += ["--coprocess", shlex.quote(self._warm_launcher)]
+        parts += joining.worker_options(self._password_file, self._tls_files is not None, self._warm_launcher)
         resources = worker_resources(self.provider, self.worker_options)
         if resources:
             parts.append(resources)
         if self.worker_options:
             parts.append(self.worker_options)
-        if self.project_name:
-            if self.catalog:
-                parts += ["-C", shlex.quote(self.catalog)]
-            parts += ["-M", shlex.quote(self.project_name)]
-        else:
-            parts += [self._worker_address(), str(self.worker_port)]
+        parts += joining.manager_arguments(self.project_name, self.catalog, self._worker_address(), self.worker_port)
         return " ".join(parts)
 
     def _run_description(self) -> Dict[str, Any]:
