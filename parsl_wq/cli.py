@@ -17,7 +17,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from parsl_wq import joining, run_status
-from parsl_wq.usage import amount
+from parsl_wq.usage import amount, amounts
 
 EXIT_OK, EXIT_PROBLEM, EXIT_NO_RUN = 0, 1, 3      # and argparse's 2 for a bad command line
 DEFAULT_RUN_DIR = "runinfo"
@@ -80,7 +80,7 @@ def render_status(folder: str, now: Optional[float] = None) -> str:
     if status["categories"]:
         lines += ["", "Resources (last allocation; measured peak, with autolabel)"]
         lines += table(["category", "allocated", "measured peak"], [
-            [name, resources(c["allocation"]), resources(c["peak"])]
+            [name, amounts(c["allocation"]), amounts(c["peak"])]
             for name, c in sorted(status["categories"].items())])
     if status["failures"]:
         lines += ["", "Last failures"]
@@ -133,10 +133,6 @@ def duration(seconds: float) -> str:
 
 def size(mb: Optional[float]) -> str:
     return "?" if mb is None else amount("memory", mb)
-
-
-def resources(values: Dict[str, float]) -> str:
-    return ", ".join(f"{r} {amount(r, v)}" for r, v in sorted(values.items())) or "-"
 
 
 def status_command(args: argparse.Namespace) -> int:

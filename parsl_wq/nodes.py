@@ -14,8 +14,7 @@ from typing import Any, Callable, Dict
 from parsl.monitoring.message_type import MessageType
 
 from parsl_wq.messages import QueueState
-
-MB = 1024 * 1024
+from parsl_wq.usage import MB
 
 
 class NodeRecords:

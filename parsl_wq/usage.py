@@ -36,6 +36,11 @@ def amount(resource: str, value: float) -> str:
     return number + UNITS.get(resource, "")
 
 
+def amounts(values: Dict[str, float]) -> str:
+    """For example ``cores 1, memory 250 MB``, by resource name; "-" for none."""
+    return ", ".join(f"{r} {amount(r, v)}" for r, v in sorted(values.items())) or "-"
+
+
 def describe_exhaustion(usage: TaskUsage) -> str:
     """For example ``memory: used 812 MB, limit 400 MB``; one entry per resource exceeded."""
     parts = []
@@ -112,11 +117,10 @@ class UsageSummary:
     def rows(self) -> List[List[str]]:
         rows = []
         for name, s in sorted(self.categories.items()):
-            allocation = ", ".join(f"{r} {amount(r, v)}" for r, v in s.last_allocation.items())
             peaks = [amount(r, s.peak[r]) if r in s.peak else "-" for r in ("cores", "memory", "disk")]
             mean_wall = amount("wall_time", s.wall_time / s.tasks) if s.wall_time else "-"
             rows.append([name, str(s.tasks), str(s.failed), str(s.exhausted), str(s.retried), mean_wall,
-                         *peaks, allocation or "-"])
+                         *peaks, amounts(s.last_allocation)])
         return rows
 
     def table(self) -> str:
