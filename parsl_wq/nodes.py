@@ -1,4 +1,4 @@
-"""Parsl monitoring's node table for Work Queue workers, so that ``parsl-visualize`` shows them.
+"""Parsl monitoring's node table for Work Queue workers, which ``parsl-visualize``'s efficiency plots read.
 
 HTEX sends a NODE_INFO record when a worker pool registers and when it is
 lost; here the same happens for each Work Queue worker, from the joins and
