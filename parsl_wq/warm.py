@@ -352,7 +352,10 @@ class Reports:
 
     def read(self):
         """Act on what the app reported; returns False once the app has closed its end."""
-        chunk = os.read(self.fd, 65536)
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:     # only after ``drain``: nothing more for now
+            return False
         lines = (self.partial + chunk).split(b"\n")
         self.partial = lines.pop()
         for line in lines:
@@ -364,6 +367,12 @@ class Reports:
             except BaseException:      # a module the host cannot import stays the app's own
                 pass
         return bool(chunk)
+
+    def drain(self):
+        """Act on what is left once the app has ended: a fast app may end before anything was read."""
+        os.set_blocking(self.fd, False)     # a process the app started may still hold the other end
+        while self.read():
+            pass
 
     def close(self):
         os.close(self.fd)
@@ -385,6 +394,7 @@ def watch(pid, connection, limits, interval, reports):
         while True:
             ended, status, rusage = os.wait4(pid, os.WNOHANG)
             if ended:
+                reports.drain()
                 return status, rusage, measured, exceeded
             readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if pidfd is None else timeout)
             if connection in readable:      # the worker cancelled the task or is stopping

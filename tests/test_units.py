@@ -501,6 +501,24 @@ def test_the_warm_host_stops_an_app_whose_worker_gave_up_the_call():
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and exceeded == {}
 
 
+def test_the_warm_host_acts_on_what_an_app_reported_though_it_ended_before_anything_was_read():
+    import socket
+
+    from parsl_wq import warm
+    reports_r, reports_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(reports_w, warm.Reports.FUNCTION_LOADED + b"pwq_fn_1.pkl\n")
+        os._exit(0)
+    os.close(reports_w)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)     # ended, and left for watch to reap
+    worker_side, host_side = socket.socketpair()
+    reports = warm.Reports(reports_r)
+    status, _, _, _ = warm.watch(pid, host_side, {}, 1, reports)
+    assert os.WIFEXITED(status) and reports.functions_loaded == ["pwq_fn_1.pkl"]
+    worker_side.close()
+
+
 # ----------------------------------------------------------------- bundles
 
 def held_app(task_id, category="c", inputs=(), outputs=(), cores=None):

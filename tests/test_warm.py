@@ -40,8 +40,9 @@ def warm(tmp_path, no_leftover_workers, monkeypatch):
 
 
 def imports_logged(tmp_path):
+    """Each import of warm_probe: (its process, that process's parent)."""
     with open(tmp_path / "imports.log") as f:
-        return f.read().split()
+        return [tuple(int(pid) for pid in line.split()) for line in f]
 
 
 def test_an_import_is_paid_once_per_warm_process(warm, tmp_path):
@@ -49,7 +50,7 @@ def test_an_import_is_paid_once_per_warm_process(warm, tmp_path):
     calls = [warm_apps.use_probe().result(timeout=TIMEOUT) for _ in range(8)]
     app_pids = {pid for pid, _ in calls}
     # The first app imports the module in its fork; its warm process then imports it once, for good.
-    assert len(imports_logged(tmp_path)) == 2
+    assert len(imports_logged(tmp_path)) == 2, (imports_logged(tmp_path), calls)
     assert len(app_pids) == 8                                   # each app ran in a process of its own
     host = calls[1][1]
     assert all(imported_in == host and pid != host for pid, imported_in in calls[1:])

@@ -9,4 +9,4 @@ STATE = []
 
 if os.environ.get("PWQ_PROBE_LOG"):
     with open(os.environ["PWQ_PROBE_LOG"], "a") as f:
-        f.write(f"{IMPORTED_IN}\n")
+        f.write(f"{IMPORTED_IN} {os.getppid()}\n")
