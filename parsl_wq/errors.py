@@ -225,6 +225,9 @@ RESULT_EXPLANATIONS = {
     "DISK_ALLOC_FULL": "the task filled the disk allocated to its sandbox",
     "RMONITOR_ERROR": "the resource monitor wrapping the task failed",
     "NOT_SUBMITTED": "Work Queue refused to accept the task",
+    "NOT_STARTED": "the worker could not set up the task's sandbox (link its input files into it) on any of "
+                   "its tries, its inputs sent anew each time, so the app never ran; the worker's log says why "
+                   "(start it with -d all), and a full disk where it keeps its files is a common cause",
     "WARM_PROCESS_LOST": "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
                          "died while running the app, or the app ran past Work Queue's one-hour limit for a "
                          "coprocess call; later apps run in a new warm process",

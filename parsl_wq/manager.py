@@ -41,6 +41,7 @@ OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the executor ends it at once
 ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 IDLE_POLL = 1           # seconds between looks at the workers while no task is in Work Queue
+MAX_RESTARTS = 3        # times a task that a worker could not start is submitted again
 
 
 def create_queue(wq: ModuleType, config: ManagerConfig):
@@ -97,6 +98,20 @@ class Submitted:
         return runner.read_results(data)
 
 
+def not_started(wq: ModuleType, task) -> bool:
+    """Whether the worker gave up the task before starting its command: no app ran.
+
+    A worker that cannot link an input into the task's sandbox (say, a file
+    missing from its cache) reports INPUT_MISSING, exit status 1, no output and
+    no execution time; the manager, not finding the results file, then turns
+    INPUT_MISSING into OUTPUT_MISSING (cctools 7.17, ``update_task_result``).
+    An input missing on the submit side has exit status -1: the task was never
+    sent. Any command that ran took some microseconds.
+    """
+    return (task.result in (wq.WORK_QUEUE_RESULT_INPUT_MISSING, wq.WORK_QUEUE_RESULT_OUTPUT_MISSING)
+            and task.return_status == 1 and not task.output and task._task.time_workers_execute_last == 0)
+
+
 def remove(*paths: str) -> None:
     for path in paths:
         try:
@@ -119,6 +134,7 @@ class Manager:
                              for n in dir(wq) if n.startswith("WORK_QUEUE_RESULT_")}
         self.categories = set()
         self.submitted: Dict[int, Submitted] = {}    # by Work Queue id: tasks not yet reported
+        self.restarts: Dict[int, int] = {}           # by the first app's id: times its task was not started
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
         self.task_numbers = itertools.count()
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
@@ -177,13 +193,14 @@ class Manager:
     def room(self) -> int:
         return 2 * self.slots() - len(self.submitted)
 
-    def submit(self, apps: List[SubmitTask]) -> None:
+    def submit(self, apps: List[SubmitTask], fresh_inputs: bool = False) -> None:
+        """Submit apps as one task; ``fresh_inputs`` sends every input again, under new names in the worker's cache."""
         calls, results = (os.path.join(self.config.task_dir, f"{next(self.task_numbers)}.{kind}")
                           for kind in ("calls", "results"))
         try:
             with open(calls, "wb") as f:
                 pickle.dump(bundles.calls(apps), f, protocol=pickle.HIGHEST_PROTOCOL)
-            task = self.make_task(apps, calls, results)
+            task = self.make_task(apps, calls, results, fresh_inputs)
             task_id = self.queue.submit(task)
             self.submitted[task_id] = Submitted(apps, calls, results)
             self.waiting.submitted(task)
@@ -193,7 +210,7 @@ class Manager:
                 self.channel.send(TaskDone(message.task_id, -1, "NOT_SUBMITTED", -1,
                                            f"Work Queue refused the task: {e!r}"))
 
-    def make_task(self, apps: List[SubmitTask], calls: str, results: str):
+    def make_task(self, apps: List[SubmitTask], calls: str, results: str, fresh_inputs: bool = False):
         message = apps[0]
         if message.call is None:
             task = self.wq.Task(message.command)
@@ -211,10 +228,10 @@ class Manager:
             task.specify_max_retries(message.max_retries)
         inputs = {f.remote: f for app in apps for f in app.inputs}     # bundled apps share equal inputs
         for f in inputs.values():
-            task.specify_input_file(f.local, f.remote, cache=f.cache)
+            task.specify_input_file(f.local, f.remote, cache=f.cache and not fresh_inputs)
         task.specify_input_file(calls, runner.CALLS, cache=False)
         if self.monitor_binary and message.call is None:
-            task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=True)
+            task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=not fresh_inputs)
         for f in (f for app in apps for f in app.outputs):
             task.specify_output_file(f.local, f.remote, cache=f.cache)
         task.specify_output_file(results, runner.RESULTS, cache=False)
@@ -237,6 +254,11 @@ class Manager:
         apps = submitted.apps
         outcomes = submitted.outcomes()
         result_name = self.result_names.get(task.result, str(task.result))
+        if not_started(self.wq, task):
+            if self.restart(task, apps):
+                return
+            result_name = "NOT_STARTED"
+        self.restarts.pop(apps[0].task_id, None)
         usage = self.usage(task, bundled=len(apps))
         if apps[0].call is not None:
             done = self.warm_done(task, result_name, usage)
@@ -251,6 +273,18 @@ class Manager:
                                                   seconds=outcome[1] if outcome else None))
         else:
             self.split(apps, done, outcomes)
+
+    def restart(self, task, apps: List[SubmitTask]) -> bool:
+        """Submit a task that its worker could not start again, its inputs sent anew; False past MAX_RESTARTS."""
+        restarts = self.restarts.get(apps[0].task_id, 0) + 1
+        if restarts > MAX_RESTARTS:
+            return False
+        self.restarts[apps[0].task_id] = restarts
+        print(f"Work Queue task {task.id} (apps {', '.join(str(a.task_id) for a in apps)}): the worker "
+              f"{task.hostname} could not set up its sandbox, so no app ran; submitted again with its inputs "
+              f"sent anew ({restarts} of {MAX_RESTARTS})", file=sys.stderr, flush=True)
+        self.submit(apps, fresh_inputs=True)
+        return True
 
     def split(self, apps: List[SubmitTask], done: TaskDone, outcomes: Dict[int, Tuple[bytes, float]]) -> None:
         """Report each app of a finished bundle that wrote its outcome; run the others again, each alone.

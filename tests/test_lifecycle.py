@@ -47,6 +47,26 @@ def test_script_apps_run_without_parsl_or_cloudpickle_on_the_worker(fresh_dfk):
     assert ns["uses_helper"](1).result(timeout=60) == 2   # needs cloudpickle: still works
 
 
+def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
+    """cctools 7.17's worker does not start a task whose cached input is gone from its cache (Debian's 9.9
+    fetches it again): the task goes again, its inputs sent anew, and the app runs once."""
+    import glob
+
+    from conftest import engine_has_coprocesses
+    _, executor = fresh_dfk
+    assert apps.add(1, 2).result(timeout=60) == 3        # the worker now holds the runner in its cache
+    (worker,) = [p for p in worker_processes() if p.info["name"] == "work_queue_worker"]
+    folders = {worker.environ().get(name) for name in ("TMPDIR", "TEMP", "TMP")} - {None} | {"/tmp"}
+    cached = [path for folder in folders
+              for path in glob.glob(os.path.join(folder, f"worker-{os.getuid()}-{worker.pid}", "cache", "*runner.py"))]
+    assert len(cached) == 1, cached
+    os.remove(cached[0])
+    assert apps.add(2, 3).result(timeout=60) == 5
+    with open(os.path.join(executor._log_dir, "manager.log")) as f:
+        restarted = "could not set up its sandbox, so no app ran; submitted again" in f.read()
+    assert restarted == engine_has_coprocesses()         # cctools 7.x; Debian's worker fetched the file itself
+
+
 def test_killed_manager_fails_every_pending_future_and_later_submits(fresh_dfk):
     kernel, executor = fresh_dfk
     assert apps.add(1, 1).result(timeout=60) == 2

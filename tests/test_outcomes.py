@@ -139,6 +139,30 @@ def test_work_queue_results_other_than_a_finished_run_keep_their_meaning():
     assert not isinstance(exc, errors.AppCrashed) and "maximum running time" in str(exc)
 
 
+@pytest.mark.parametrize("result, exit_status, output, seconds, started", [
+    ("OUTPUT_MISSING", 1, "", 0, False),    # cctools 7.17: INPUT_MISSING on the worker, then no results file
+    ("INPUT_MISSING", 1, "", 0, False),     # the same with no output file to look for
+    ("INPUT_MISSING", -1, "", 0, True),     # missing on the submit side: never sent, not a worker's fault
+    ("OUTPUT_MISSING", 1, "", 2351, True),  # an app that ran, then exited 1 without a word
+    ("OUTPUT_MISSING", 1, "Traceback", 0, True),
+    ("SUCCESS", 0, "", 0, True),
+])
+def test_a_task_its_worker_did_not_start_is_told_from_one_that_ran(result, exit_status, output, seconds, started):
+    import types
+
+    from parsl_wq.manager import not_started
+    wq = types.SimpleNamespace(WORK_QUEUE_RESULT_SUCCESS=0, WORK_QUEUE_RESULT_INPUT_MISSING=1,
+                               WORK_QUEUE_RESULT_OUTPUT_MISSING=2)
+    task = types.SimpleNamespace(result=getattr(wq, "WORK_QUEUE_RESULT_" + result), return_status=exit_status,
+                                 output=output, _task=types.SimpleNamespace(time_workers_execute_last=seconds))
+    assert not_started(wq, task) is not started
+
+
+def test_a_task_no_worker_could_start_says_the_app_never_ran():
+    failure = outcomes.failure_without_result(TaskDone(5, 2, "NOT_STARTED", 1, ""), inputs=[])
+    assert "could not set up the task's sandbox" in str(failure) and "never ran" in str(failure)
+
+
 def test_a_missing_input_is_named_with_its_submit_side_path(tmp_path):
     present = tmp_path / "here.txt"
     present.write_text("x")
