@@ -101,10 +101,11 @@ class Submitted:
 def not_started(wq: ModuleType, task) -> bool:
     """Whether the worker gave up the task before starting its command: no app ran.
 
-    A worker that cannot link an input into the task's sandbox (say, a file
-    missing from its cache) reports INPUT_MISSING, exit status 1, no output and
-    no execution time; the manager, not finding the results file, then turns
-    INPUT_MISSING into OUTPUT_MISSING (cctools 7.17, ``update_task_result``).
+    A worker that cannot link an input into the task's sandbox (a file missing
+    from its cache, or a stale ``t.N`` in a workspace that a killed worker with
+    the same process id left) reports INPUT_MISSING, exit status 1, no output
+    and no execution time; the manager, not finding the results file, then
+    turns INPUT_MISSING into OUTPUT_MISSING (cctools 7.17, ``update_task_result``).
     An input missing on the submit side has exit status -1: the task was never
     sent. Any command that ran took some microseconds.
     """

@@ -48,8 +48,8 @@ def test_script_apps_run_without_parsl_or_cloudpickle_on_the_worker(fresh_dfk):
 
 
 def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
-    """cctools 7.17's worker does not start a task whose cached input is gone from its cache (Debian's 9.9
-    fetches it again): the task goes again, its inputs sent anew, and the app runs once."""
+    """cctools 7.17's worker does not start a task whose cached input is gone from its cache: the task goes
+    again, its inputs sent anew, and the app runs. Debian's 9.9 worker reconnects with an empty cache instead."""
     import glob
 
     from conftest import engine_has_coprocesses
@@ -64,7 +64,35 @@ def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
     assert apps.add(2, 3).result(timeout=60) == 5
     with open(os.path.join(executor._log_dir, "manager.log")) as f:
         restarted = "could not set up its sandbox, so no app ran; submitted again" in f.read()
-    assert restarted == engine_has_coprocesses()         # cctools 7.x; Debian's worker fetched the file itself
+    assert restarted == engine_has_coprocesses()         # cctools 7.x; Debian's worker reconnected
+
+
+def test_an_app_runs_though_its_worker_got_the_workspace_of_a_killed_one(load_without_workers, tmp_path):
+    """A worker killed by SIGKILL leaves /tmp/worker-UID-PID behind; a new worker that gets the same process id
+    uses it, stale sandboxes included. The first task's sandbox is in the way here, as such a leftover would be.
+
+    cctools 7.17's worker does not start the task, which goes again in a new sandbox. Debian's 9.9 worker runs
+    it with the stale file in place of the task's own (docs/engines.md): here one that is not a pickle."""
+    from conftest import engine_has_coprocesses, start_worker
+    from parsl_wq.errors import AppCrashed
+    executor = load_without_workers()
+    worker = start_worker(executor, 1, tmp_path)
+    try:
+        assert wait_until(lambda: len(worker_processes()) == 1, timeout=10)
+        (process,) = worker_processes()
+        workspace = os.path.join(process.environ().get("TMPDIR", "/tmp"), f"worker-{os.getuid()}-{process.pid}")
+        assert wait_until(lambda: os.path.isdir(workspace), timeout=10)
+        os.makedirs(os.path.join(workspace, "t.1"))
+        with open(os.path.join(workspace, "t.1", "pwq_calls.pkl"), "w") as f:
+            f.write("left by a killed worker")
+        if engine_has_coprocesses():
+            assert apps.add(2, 3).result(timeout=60) == 5
+        else:
+            with pytest.raises(AppCrashed, match="load_pickle"):
+                apps.add(2, 3).result(timeout=60)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
 
 
 def test_killed_manager_fails_every_pending_future_and_later_submits(fresh_dfk):
