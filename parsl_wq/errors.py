@@ -227,7 +227,8 @@ RESULT_EXPLANATIONS = {
     "NOT_SUBMITTED": "Work Queue refused to accept the task",
     "NOT_STARTED": "the worker could not set up the task's sandbox (link its input files into it) on any of "
                    "its tries, its inputs sent anew each time, so the app never ran; the worker's log says why "
-                   "(start it with -d all), and a full disk where it keeps its files is a common cause",
+                   "(start it with -d all). One cause: folders left in /tmp by killed workers (docs/usage.md, "
+                   "\"When workers fail\")",
     "WARM_PROCESS_LOST": "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
                          "died while running the app, or the app ran past Work Queue's one-hour limit for a "
                          "coprocess call; later apps run in a new warm process",
