@@ -1,6 +1,9 @@
 """Shared fixtures. Integration tests run real work_queue_worker processes on this machine."""
 
+import glob
 import os
+import shutil
+import tempfile
 import time
 
 import psutil
@@ -64,11 +67,29 @@ def wait_until(predicate, timeout, interval=0.1):
     return predicate()
 
 
+def remove_stale_workspaces():
+    """Remove the workspaces (``worker-UID-PID``) that killed workers left behind, where no such process runs.
+
+    A new worker that got a dead one's process id would use its folder, stale
+    sandboxes included (docs/usage.md, "When workers fail"); many tests kill workers.
+    """
+    folders = {tempfile.gettempdir(), "/tmp"}
+    for path in (p for folder in folders for p in glob.glob(os.path.join(folder, f"worker-{os.getuid()}-*"))):
+        pid = path.rsplit("-", 1)[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_sessionstart(session):
+    remove_stale_workspaces()
+
+
 @pytest.fixture
 def no_leftover_workers():
     yield
     assert wait_until(lambda: not worker_processes(), timeout=10), \
         f"work_queue_worker processes left behind: {worker_processes()}"
+    remove_stale_workspaces()
 
 
 @pytest.fixture
@@ -95,6 +116,7 @@ def dfk(request, tmp_path_factory):
     yield kernel
     kernel.cleanup()
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
+    remove_stale_workspaces()
 
 
 @pytest.fixture
