@@ -67,6 +67,15 @@ def wait_until(predicate, timeout, interval=0.1):
     return predicate()
 
 
+def worker_workspace(process):
+    """The workspace of a running work_queue_worker: ``worker-UID-PID`` in the first usable folder of its
+    environment, in cctools' order (``system_tmp_dir``)."""
+    env = process.environ()
+    names = ("CCTOOLS_TEMP", "_CONDOR_SCRATCH_DIR", "TMPDIR", "TEMP", "TMP")
+    folder = next((env[n] for n in names if env.get(n) and os.access(env[n], os.R_OK | os.W_OK | os.X_OK)), "/tmp")
+    return os.path.join(folder, f"worker-{os.getuid()}-{process.pid}")
+
+
 def remove_stale_workspaces():
     """Remove the workspaces (``worker-UID-PID``) that killed workers left behind, where no such process runs.
 

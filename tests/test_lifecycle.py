@@ -52,13 +52,11 @@ def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
     again, its inputs sent anew, and the app runs. Debian's 9.9 worker reconnects with an empty cache instead."""
     import glob
 
-    from conftest import engine_has_coprocesses
+    from conftest import engine_has_coprocesses, worker_workspace
     _, executor = fresh_dfk
     assert apps.add(1, 2).result(timeout=60) == 3        # the worker now holds the runner in its cache
     (worker,) = [p for p in worker_processes() if p.info["name"] == "work_queue_worker"]
-    folders = {worker.environ().get(name) for name in ("TMPDIR", "TEMP", "TMP")} - {None} | {"/tmp"}
-    cached = [path for folder in folders
-              for path in glob.glob(os.path.join(folder, f"worker-{os.getuid()}-{worker.pid}", "cache", "*runner.py"))]
+    cached = glob.glob(os.path.join(worker_workspace(worker), "cache", "*runner.py"))
     assert len(cached) == 1, cached
     os.remove(cached[0])
     assert apps.add(2, 3).result(timeout=60) == 5
@@ -73,14 +71,14 @@ def test_an_app_runs_though_its_worker_got_the_workspace_of_a_killed_one(load_wi
 
     cctools 7.17's worker does not start the task, which goes again in a new sandbox. Debian's 9.9 worker runs
     it with the stale file in place of the task's own (docs/engines.md): here one that is not a pickle."""
-    from conftest import engine_has_coprocesses, start_worker
+    from conftest import engine_has_coprocesses, start_worker, worker_workspace
     from parsl_wq.errors import AppCrashed
     executor = load_without_workers()
     worker = start_worker(executor, 1, tmp_path)
     try:
         assert wait_until(lambda: len(worker_processes()) == 1, timeout=10)
         (process,) = worker_processes()
-        workspace = os.path.join(process.environ().get("TMPDIR", "/tmp"), f"worker-{os.getuid()}-{process.pid}")
+        workspace = worker_workspace(process)
         assert wait_until(lambda: os.path.isdir(workspace), timeout=10)
         os.makedirs(os.path.join(workspace, "t.1"))
         with open(os.path.join(workspace, "t.1", "pwq_calls.pkl"), "w") as f:
