@@ -15,8 +15,10 @@ def numbered(i):
 
 
 @python_app
-def occupy(seconds):
-    """Hold the worker's only slot, so that the apps submitted next wait and can be bundled."""
+def occupy(seconds, started):
+    """Hold the worker's only slot, so that the apps submitted next wait and can be bundled; create the file
+    ``started`` once running."""
+    open(started, "w").close()
     time.sleep(seconds)
     return os.getpid()
 

@@ -10,6 +10,7 @@ leave in bundles. The apps of one bundle run in one Python: they report one pid.
 import collections
 import os
 import signal
+import tempfile
 
 import parsl
 import pytest
@@ -48,8 +49,16 @@ def load(request, tmp_path, no_leftover_workers):
 
 
 def behind_occupied_slot(submit, seconds=1.0):
-    """Occupy the slot, then ``submit()``: those apps wait, and leave in bundles once the slot frees."""
-    blocker = bundle_apps.occupy(seconds)
+    """Occupy the slot, then ``submit()``: those apps wait, and leave in bundles once the slot frees.
+
+    The apps are submitted once the blocker runs: Work Queue need not start tasks in the order they came.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        started = os.path.join(folder, "started")
+        blocker = bundle_apps.occupy(seconds, started)
+        assert wait_until(lambda: os.path.exists(started) or blocker.done(), timeout=TIMEOUT)
+        if blocker.done():
+            blocker.result()        # it failed before it started sleeping: its error
     futures = submit()
     blocker.result(timeout=TIMEOUT)
     return futures
