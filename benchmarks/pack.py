@@ -30,7 +30,7 @@ from parsl_wq.engine import describe_engine
 
 CHILD = textwrap.dedent('''
     import json, os, sys, time
-    from parsl_wq import serialize
+    from parsl_wq.client import serialize
     from parsl_wq.pack import Packer
 
     mode, app_name, cache = sys.argv[1], sys.argv[2], sys.argv[3]

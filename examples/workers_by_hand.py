@@ -23,7 +23,7 @@ from parsl.config import Config
 from parsl.providers import LocalProvider
 
 from parsl_wq import WorkQueueExecutor
-from parsl_wq.cli import executor_folders, worker_commands
+from parsl_wq.cli.main import executor_folders, worker_commands
 
 
 @python_app

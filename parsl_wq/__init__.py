@@ -1,21 +1,21 @@
 """parsl_wq: run Parsl apps on Work Queue workers.
 
 ``WorkQueueExecutor`` is imported on first use, so that the manager process,
-which imports ``parsl_wq.manager``, does not pay for importing Parsl.
+which imports ``parsl_wq.manager.manager``, does not pay for importing Parsl.
 """
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "WorkQueueExecutor": "parsl_wq.executor",
-    "WorkerFactory": "parsl_wq.factory",
+    "WorkQueueExecutor": "parsl_wq.client.executor",
+    "WorkerFactory": "parsl_wq.client.factory",
     "InvalidResourceSpecification": "parsl_wq.errors",
     "ExecutorBroken": "parsl_wq.errors",
     "ExecutorShutdown": "parsl_wq.errors",
     "TaskFailure": "parsl_wq.errors",
     "ResourceExhausted": "parsl_wq.errors",
-    "TaskUsage": "parsl_wq.messages",
-    "resource_usage": "parsl_wq.usage",
+    "TaskUsage": "parsl_wq.protocol.messages",
+    "resource_usage": "parsl_wq.client.usage",
     "RemoteException": "parsl_wq.errors",
     "AppBaseException": "parsl_wq.errors",
     "AppCrashed": "parsl_wq.errors",

@@ -10,7 +10,8 @@ from typing import Any, Iterable, Optional
 from parsl.errors import ParslError
 from parsl.executors.errors import InvalidResourceSpecification as _ParslInvalidResourceSpecification
 
-from parsl_wq.usage import describe_exhaustion
+from parsl_wq.client.usage import describe_exhaustion
+from parsl_wq.protocol import results
 
 
 class EngineNotFound(ImportError):
@@ -104,7 +105,7 @@ class TaskFailure(ParslError):
 class ResourceExhausted(TaskFailure):
     """The task used more of a resource than its allocation allowed, and was stopped.
 
-    ``usage`` is the task's :class:`~parsl_wq.messages.TaskUsage`: ``usage.exceeded``
+    ``usage`` is the task's :class:`~parsl_wq.protocol.messages.TaskUsage`: ``usage.exceeded``
     maps each resource to the limit it went past, ``usage.measured`` what was used.
     """
 
@@ -112,7 +113,7 @@ class ResourceExhausted(TaskFailure):
         explanation = (f"it went past its allocation in category {usage.category!r} "
                        f"({describe_exhaustion(usage)}). Declare more in parsl_resource_specification, "
                        "or raise the category's maximum with category_max_resources")
-        super().__init__(task_id, "RESOURCE_EXHAUSTION", explanation, exit_code, output)
+        super().__init__(task_id, results.RESOURCE_EXHAUSTION, explanation, exit_code, output)
         self.usage = usage
 
 
@@ -136,7 +137,7 @@ class InputMissing(TaskFailure):
     """An input file of the task could not be sent to the worker; ``paths`` are the missing ones."""
 
     def __init__(self, task_id: int, paths: Iterable[str], explanation: str, output: str = ""):
-        super().__init__(task_id, "INPUT_MISSING", explanation, None, output)
+        super().__init__(task_id, results.INPUT_MISSING, explanation, None, output)
         self.paths = list(paths)
 
 
@@ -224,12 +225,12 @@ RESULT_EXPLANATIONS = {
     "TASK_MAX_RUN_TIME": "the task ran longer than its maximum running time",
     "DISK_ALLOC_FULL": "the task filled the disk allocated to its sandbox",
     "RMONITOR_ERROR": "the resource monitor wrapping the task failed",
-    "NOT_SUBMITTED": "Work Queue refused to accept the task",
-    "NOT_STARTED": "the worker could not set up the task's sandbox (link its input files into it) on any of "
+    results.NOT_SUBMITTED: "Work Queue refused to accept the task",
+    results.NOT_STARTED: "the worker could not set up the task's sandbox (link its input files into it) on any of "
                    "its tries, its inputs sent anew each time, so the app never ran; the worker's log says why "
                    "(start it with -d all). One cause: folders left in /tmp by killed workers (docs/usage.md, "
                    "\"When workers fail\")",
-    "WARM_PROCESS_LOST": "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
+    results.WARM_PROCESS_LOST: "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
                          "died while running the app, or the app ran past Work Queue's one-hour limit for a "
                          "coprocess call; later apps run in a new warm process",
 }

@@ -36,7 +36,9 @@ def worker_processes():
 
 
 def _is_warm_host(cmdline):
-    return bool(cmdline) and any(part.endswith(os.path.join("parsl_wq", "warm.py")) for part in cmdline)
+    """The worker program run as a warm host (``pwq_worker.pyz warm`` or ``packed FD``)."""
+    return (bool(cmdline) and any(part.endswith("pwq_worker.pyz") for part in cmdline)
+            and any(part in ("warm", "packed") for part in cmdline))
 
 
 def engine_has_coprocesses():

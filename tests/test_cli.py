@@ -132,7 +132,7 @@ def test_every_verb_has_help(verb):
 
 
 def test_progress_true_shows_in_a_notebook_and_a_terminal_only(monkeypatch):
-    from parsl_wq import progress
+    from parsl_wq.client import progress
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert not progress.wanted(True) and progress.wanted("always") and not progress.wanted(False)
     monkeypatch.setitem(sys.modules, "ipykernel", object())      # as in a Jupyter kernel
@@ -230,7 +230,7 @@ def test_progress_true_draws_the_bar_in_a_terminal(tmp_path, no_leftover_workers
 
 
 def test_doctor_names_a_worker_whose_version_differs_from_the_module():
-    from parsl_wq.doctor import module_cctools_version
+    from parsl_wq.cli.doctor import module_cctools_version
     other = "/usr/bin/work_queue_worker"
     module = module_cctools_version()
     if not module or not os.path.exists(other) or other == shutil.which("work_queue_worker"):

@@ -121,7 +121,7 @@ def test_partial_resource_specification_runs(dfk):
 def test_task_files_are_removed_after_delivery(dfk):
     executor = executor_of(dfk)
     [f.result(timeout=TIMEOUT) for f in [apps.add(1, i) for i in range(5)]]
-    leftovers = [n for n in os.listdir(executor._data_dir) if n not in ("functions", "tasks")]
+    leftovers = [n for n in os.listdir(executor._data_dir) if n not in ("functions", "tasks", "pwq_worker.pyz")]
     assert leftovers + os.listdir(executor._task_files.task_dir) == []
 
 

@@ -54,9 +54,9 @@ def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
 
     from conftest import engine_has_coprocesses, worker_workspace
     _, executor = fresh_dfk
-    assert apps.add(1, 2).result(timeout=60) == 3        # the worker now holds the runner in its cache
+    assert apps.add(1, 2).result(timeout=60) == 3        # the worker now holds the worker program in its cache
     (worker,) = [p for p in worker_processes() if p.info["name"] == "work_queue_worker"]
-    cached = glob.glob(os.path.join(worker_workspace(worker), "cache", "*runner.py"))
+    cached = glob.glob(os.path.join(worker_workspace(worker), "cache", "*pwq_worker.pyz"))
     assert len(cached) == 1, cached
     os.remove(cached[0])
     assert apps.add(2, 3).result(timeout=60) == 5
@@ -231,7 +231,8 @@ def _runner_processes():
     import psutil
     found = []
     for process in psutil.process_iter(["cmdline"]):
-        if any("pwq_runner.py" in part for part in process.info["cmdline"] or ()):
+        cmdline = process.info["cmdline"] or ()
+        if any("pwq_worker.pyz" in part for part in cmdline) and "run" in cmdline:
             found.append(process)
     return found
 

@@ -6,9 +6,13 @@ import threading
 
 import pytest
 
-from parsl_wq import errors, outcomes, runner, serialize
-from parsl_wq.executor import TaskFuture
-from parsl_wq.messages import TaskDone
+from parsl_wq import errors
+from parsl_wq.client import outcomes, serialize, worker_program
+from parsl_wq.client.executor import TaskFuture
+from parsl_wq.protocol import sandbox
+from parsl_wq.protocol.messages import TaskDone
+from parsl_wq.protocol.sandbox import Call
+from parsl_wq.worker import runner
 
 
 def described(exc_factory):
@@ -127,8 +131,9 @@ def test_a_runner_that_cannot_write_its_result_says_so(tmp_path):
     import subprocess
     import sys
     (tmp_path / "fn").write_bytes(serialize.serialize_function(max))
-    (tmp_path / "calls").write_bytes(pickle.dumps([{"id": 1, "function": "fn", "arguments": pickle.dumps(((1, 2), {}))}]))
-    real = subprocess.run([sys.executable, runner.__file__, "calls", "missing/dir/results"], cwd=tmp_path,
+    (tmp_path / "calls").write_bytes(pickle.dumps(sandbox.calls_file([Call(1, "fn", pickle.dumps(((1, 2), {})), [], [])])))
+    program = worker_program.build(str(tmp_path / sandbox.WORKER_PROGRAM))
+    real = subprocess.run([sys.executable, program, "run", "calls", "missing/dir/results"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     exc = outcomes.failure_without_result(done(exit_code=real.returncode, output=real.stderr), ())
     assert "could not write its result file" in str(exc) and "missing/dir/results" in str(exc)
@@ -150,7 +155,7 @@ def test_work_queue_results_other_than_a_finished_run_keep_their_meaning():
 def test_a_task_its_worker_did_not_start_is_told_from_one_that_ran(result, exit_status, output, seconds, started):
     import types
 
-    from parsl_wq.manager import not_started
+    from parsl_wq.manager.queue import not_started
     wq = types.SimpleNamespace(WORK_QUEUE_RESULT_SUCCESS=0, WORK_QUEUE_RESULT_INPUT_MISSING=1,
                                WORK_QUEUE_RESULT_OUTPUT_MISSING=2)
     task = types.SimpleNamespace(result=getattr(wq, "WORK_QUEUE_RESULT_" + result), return_status=exit_status,
@@ -191,7 +196,7 @@ def test_a_raising_done_callback_neither_escapes_nor_skips_the_next(raised):
 
 
 def test_submit_side_pickling_failure_names_the_app_and_never_raises_a_base_exception():
-    from parsl_wq.tasks import pickle_or_fail as _pickle
+    from parsl_wq.client.tasks import pickle_or_fail as _pickle
 
     class ExitsWhenPickled:
         def __reduce__(self):
@@ -265,7 +270,7 @@ def test_engine_features_come_from_the_api():
 def test_the_runs_certificate_is_readable_by_its_owner_only_and_valid(tmp_path):
     import subprocess
 
-    from parsl_wq import security
+    from parsl_wq.client import security
     key, certificate = security.create_certificate(str(tmp_path))
     assert all(os.stat(path).st_mode & 0o777 == 0o600 for path in (key, certificate))
     shown = subprocess.run(["openssl", "x509", "-in", certificate, "-noout", "-subject"],

@@ -16,9 +16,10 @@ from parsl import bash_app, python_app
 
 import pack_apps
 from conftest import engine_has_coprocesses
-from parsl_wq import resource_usage, serialize
+from parsl_wq import resource_usage
+from parsl_wq.client import serialize
 from parsl_wq.errors import TaskFailure
-from parsl_wq.tasks import UNPACKER
+from parsl_wq.client.tasks import UNPACK_SCRIPT as UNPACKER
 from parsl_wq.pack import Packer, conda
 from parsl_wq.pack.elf import runpath
 from parsl_wq.pack.resolve import LocalSource, Requirements

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from parsl_wq import WorkQueueExecutor, serialize
+from parsl_wq import WorkQueueExecutor
+from parsl_wq.client import serialize
 from parsl_wq.errors import ConfigurationError, PackError
 from parsl_wq.pack import cache
 from parsl_wq.pack.elf import rewrite_runpath, runpath

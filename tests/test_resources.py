@@ -19,7 +19,7 @@ from parsl.providers import LocalProvider
 import apps
 from conftest import start_worker, wait_until
 from parsl_wq import ResourceExhausted, WorkQueueExecutor, resource_usage
-from parsl_wq.run_status import STATUS, load_json
+from parsl_wq.client.run_status import STATUS, load_json
 
 WORKER_2_CORES = "--cores 2 --memory 2000 --disk 4000"
 

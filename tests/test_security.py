@@ -169,7 +169,7 @@ def test_with_tls_by_default_no_payload_crosses_the_wire_in_clear(start):
 
 @needs_tls
 def test_tls_with_a_certificate_of_ones_own(start, tmp_path):
-    from parsl_wq import security
+    from parsl_wq.client import security
     key, certificate = security.create_certificate(str(tmp_path))
     ex, relay, marker = run_through_relay(start, ssl=(key, certificate))
     assert ex._tls_files == (key, certificate) and not relay.saw(marker)

@@ -11,12 +11,22 @@ import pytest
 from parsl.app.errors import wrap_error
 from parsl.data_provider.files import File
 
-from parsl_wq import allocation, engine, errors, messages, runner, serialize
-from parsl_wq.files import FilePlanner, sandbox_name
-from parsl_wq.resources import Resources, check_category_table, parse_resource_specification
-from parsl_wq.usage import UsageSummary, describe_exhaustion, monitoring_record, resource_usage
+from parsl_wq import engine, errors
+from parsl_wq.manager import allocation
+from parsl_wq.client import serialize, worker_program
+from parsl_wq.protocol import channel, messages, sandbox
+from parsl_wq.protocol.sandbox import Call
+from parsl_wq.worker import runner
+from parsl_wq.client.files import FilePlanner, sandbox_name
+from parsl_wq.client.resources import Resources, check_category_table, parse_resource_specification
+from parsl_wq.client.usage import UsageSummary, describe_exhaustion, monitoring_record, resource_usage
 
-RUNNER = runner.__file__
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    """The worker program, as tasks carry it."""
+    return worker_program.build(str(tmp_path_factory.mktemp("program") / sandbox.WORKER_PROGRAM))
 
 
 # ---------------------------------------------------------------- resources
@@ -251,57 +261,56 @@ def test_unreadable_result_is_reported():
 
 # ------------------------------------------------------------------ runner
 
-def run_runner(tmp_path, function_bytes, *calls, results="results"):
+def run_runner(program, tmp_path, function_bytes, *calls, results="results"):
     """Run the runner on ``calls`` ((args, kwargs) each) of one function; returns its exit code and outcomes."""
     (tmp_path / "fn").write_bytes(function_bytes)
-    entries = [{"id": i, "function": "fn", "arguments": pickle.dumps(call), "output_dirs": [], "renames": []}
-               for i, call in enumerate(calls or [((), {})])]
-    (tmp_path / "calls").write_bytes(pickle.dumps(entries))
-    proc = subprocess.run([sys.executable, RUNNER, "calls", results], cwd=tmp_path, timeout=60,
+    entries = [Call(i, "fn", pickle.dumps(call), [], []) for i, call in enumerate(calls or [((), {})])]
+    (tmp_path / "calls").write_bytes(pickle.dumps(sandbox.calls_file(entries)))
+    proc = subprocess.run([sys.executable, program, "run", "calls", results], cwd=tmp_path, timeout=60,
                           capture_output=True)
     path = tmp_path / results
-    outcomes = runner.read_results(path.read_bytes()) if path.exists() else {}
+    outcomes = sandbox.read_results(path.read_bytes()) if path.exists() else {}
     return proc.returncode, [pickle.loads(outcomes[i][0]) if i in outcomes else None for i in range(len(entries))]
 
 
-def test_runner_writes_value(tmp_path):
-    code, (outcome,) = run_runner(tmp_path, serialize.serialize_function(max), ((3, 9), {}))
-    assert code == runner.EXIT_OK and outcome == {"ok": True, "value": 9}
+def test_runner_writes_value(program, tmp_path):
+    code, (outcome,) = run_runner(program, tmp_path, serialize.serialize_function(max), ((3, 9), {}))
+    assert code == sandbox.EXIT_OK and outcome == {"ok": True, "value": 9}
 
 
-def test_runner_writes_exception(tmp_path):
-    code, (outcome,) = run_runner(tmp_path, serialize.serialize_function(int), (("x",), {}))
-    assert code == runner.EXIT_OK and not outcome["ok"]
+def test_runner_writes_exception(program, tmp_path):
+    code, (outcome,) = run_runner(program, tmp_path, serialize.serialize_function(int), (("x",), {}))
+    assert code == sandbox.EXIT_OK and not outcome["ok"]
     ok, exc = serialize.load_outcome(pickle.dumps(outcome), task_id=1)
     assert isinstance(exc, ValueError) and "invalid literal" in str(exc)
 
 
-def test_runner_reports_unloadable_function_as_exception(tmp_path):
-    code, (outcome,) = run_runner(tmp_path, b"P" + pickle.dumps(os.path.join)[:-4])
-    assert code == runner.EXIT_OK and not outcome["ok"]
+def test_runner_reports_unloadable_function_as_exception(program, tmp_path):
+    code, (outcome,) = run_runner(program, tmp_path, b"P" + pickle.dumps(os.path.join)[:-4])
+    assert code == sandbox.EXIT_OK and not outcome["ok"]
 
 
-def test_runner_reports_unpicklable_result(tmp_path):
+def test_runner_reports_unpicklable_result(program, tmp_path):
     f = main_function("import threading\ndef f():\n    return threading.Lock()\n", "f")
-    code, (outcome,) = run_runner(tmp_path, serialize.serialize_function(f))
-    assert code == runner.EXIT_OK and not outcome["ok"]
+    code, (outcome,) = run_runner(program, tmp_path, serialize.serialize_function(f))
+    assert code == sandbox.EXIT_OK and not outcome["ok"]
     assert "could not be pickled" in outcome["message"]
 
 
-def test_runner_exit_code_when_result_cannot_be_written(tmp_path):
-    code, _ = run_runner(tmp_path, serialize.serialize_function(max), ((1, 2), {}), results="missing/dir/results")
-    assert code == runner.EXIT_CANNOT_WRITE_RESULT
+def test_runner_exit_code_when_result_cannot_be_written(program, tmp_path):
+    code, _ = run_runner(program, tmp_path, serialize.serialize_function(max), ((1, 2), {}), results="missing/dir/results")
+    assert code == sandbox.EXIT_CANNOT_WRITE_RESULT
 
 
-def test_runner_gives_each_call_of_a_bundle_its_own_outcome(tmp_path):
-    code, outcomes = run_runner(tmp_path, serialize.serialize_function(int), (("1",), {}), (("x",), {}),
+def test_runner_gives_each_call_of_a_bundle_its_own_outcome(program, tmp_path):
+    code, outcomes = run_runner(program, tmp_path, serialize.serialize_function(int), (("1",), {}), (("x",), {}),
                                 (("3",), {}))
-    assert code == runner.EXIT_OK
+    assert code == sandbox.EXIT_OK
     assert outcomes[0] == {"ok": True, "value": 1} and outcomes[2] == {"ok": True, "value": 3}
     assert not outcomes[1]["ok"] and "invalid literal" in outcomes[1]["message"]
 
 
-def test_each_call_of_a_bundle_starts_in_the_sandbox_with_the_tasks_environment(tmp_path):
+def test_each_call_of_a_bundle_starts_in_the_sandbox_with_the_tasks_environment(program, tmp_path):
     f = main_function("import os, sys\n"
                       "def f(folder):\n"
                       "    seen = (os.getcwd(), os.environ.get('PWQ_SEEN'), sys.path[0])\n"
@@ -310,17 +319,17 @@ def test_each_call_of_a_bundle_starts_in_the_sandbox_with_the_tasks_environment(
                       "    os.environ['PWQ_SEEN'] = folder\n"
                       "    sys.path.insert(0, folder)\n"
                       "    return seen\n", "f")
-    code, outcomes = run_runner(tmp_path, serialize.serialize_function(f), (("a",), {}), (("b",), {}))
-    assert code == runner.EXIT_OK
+    code, outcomes = run_runner(program, tmp_path, serialize.serialize_function(f), (("a",), {}), (("b",), {}))
+    assert code == sandbox.EXIT_OK
     assert outcomes[0]["value"] == outcomes[1]["value"]
     assert outcomes[1]["value"][:2] == (str(tmp_path), None)
 
 
 def test_a_cut_last_frame_is_left_out():
-    whole = runner.FRAME.pack(7, 3, 0.5) + b"abc"
-    cut = runner.FRAME.pack(8, 5, 0.5) + b"ab"
-    assert runner.read_results(whole + cut) == {7: (b"abc", 0.5)}
-    assert runner.read_results(whole[:10]) == {}
+    whole = sandbox.frame(7, b"abc", 0.5)
+    cut = sandbox.FRAME.pack(8, 5, 0.5) + b"ab"
+    assert sandbox.read_results(whole + cut) == {7: (b"abc", 0.5)}
+    assert sandbox.read_results(whole[:10]) == {}
 
 
 # ------------------------------------------------------------------- files
@@ -412,13 +421,13 @@ def test_debian_folder_is_not_put_on_sys_path():
 
 def test_channel_round_trip_and_partial_frames():
     r1, w1 = os.pipe()
-    sender, receiver = messages.Channel(-1, w1), messages.Channel(r1, -1)
+    sender, receiver = channel.Channel(-1, w1), channel.Channel(r1, -1)
     done = messages.TaskDone(1, 0, "SUCCESS", 0, "out")
     sender.send(done)
     sender.send(messages.Stop())
     assert receiver.receive(timeout=5) == [done, messages.Stop()]
     data = pickle.dumps(done)
-    os.write(w1, messages._HEADER.pack(len(data)) + data[:5])
+    os.write(w1, channel._HEADER.pack(len(data)) + data[:5])
     assert receiver.receive(timeout=0.1) == []
     os.write(w1, data[5:])
     assert receiver.receive(timeout=5) == [done]
@@ -435,7 +444,7 @@ def test_bad_std_stream_spec_is_rejected_at_submit():
 
 
 def test_factory_command_carries_password_catalog_and_slurm_memory():
-    from parsl_wq.factory import WorkerFactory
+    from parsl_wq.client.factory import WorkerFactory
     command = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=3, cores=4, memory=8000).command(
         ["-M", "proj"], "/scratch", "/run/pw", "127.0.0.1:9097")
     assert command[:3] == ["work_queue_factory", "-T", "slurm"]
@@ -449,7 +458,7 @@ def test_factory_command_carries_password_catalog_and_slurm_memory():
 
 
 def test_password_file_is_new_random_and_owner_only(tmp_path):
-    from parsl_wq.security import create_password_file, readable_by_others
+    from parsl_wq.client.security import create_password_file, readable_by_others
     first = create_password_file(str(tmp_path))
     content = open(first).read()
     os.chmod(first, 0o644)
@@ -476,12 +485,12 @@ def test_the_warm_host_stops_an_app_past_its_declared_time_and_names_the_limit()
     import signal
     import socket
 
-    from parsl_wq import warm
+    from parsl_wq.worker import app_process, host
     pid = _sleeping_group_leader()
     worker_side, host_side = socket.socketpair()
     reports_r, reports_w = os.pipe()
     os.close(reports_w)
-    status, _, _, exceeded = warm.watch(pid, host_side, {"wall_time": 0.3}, 0.1, warm.Reports(reports_r))
+    status, _, _, exceeded = host.watch(pid, host_side, {"wall_time": 0.3}, 0.1, app_process.Reports(reports_r))
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert exceeded == {"wall_time": 0.3}
     worker_side.close()
@@ -491,30 +500,30 @@ def test_the_warm_host_stops_an_app_whose_worker_gave_up_the_call():
     import signal
     import socket
 
-    from parsl_wq import warm
+    from parsl_wq.worker import app_process, host
     pid = _sleeping_group_leader()
     worker_side, host_side = socket.socketpair()
     worker_side.close()         # the worker cancelled the task, or is stopping
     reports_r, reports_w = os.pipe()
     os.close(reports_w)
-    status, _, _, exceeded = warm.watch(pid, host_side, {}, 1, warm.Reports(reports_r))
+    status, _, _, exceeded = host.watch(pid, host_side, {}, 1, app_process.Reports(reports_r))
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and exceeded == {}
 
 
 def test_the_warm_host_acts_on_what_an_app_reported_though_it_ended_before_anything_was_read():
     import socket
 
-    from parsl_wq import warm
+    from parsl_wq.worker import app_process, host
     reports_r, reports_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.write(reports_w, warm.Reports.FUNCTION_LOADED + b"pwq_fn_1.pkl\n")
+        os.write(reports_w, app_process.Reports.FUNCTION_LOADED + b"pwq_fn_1.pkl\n")
         os._exit(0)
     os.close(reports_w)
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)     # ended, and left for watch to reap
     worker_side, host_side = socket.socketpair()
-    reports = warm.Reports(reports_r)
-    status, _, _, _ = warm.watch(pid, host_side, {}, 1, reports)
+    reports = app_process.Reports(reports_r)
+    status, _, _, _ = host.watch(pid, host_side, {}, 1, reports)
     assert os.WIFEXITED(status) and reports.functions_loaded == ["pwq_fn_1.pkl"]
     worker_side.close()
 
@@ -522,14 +531,14 @@ def test_the_warm_host_acts_on_what_an_app_reported_though_it_ended_before_anyth
 # ----------------------------------------------------------------- bundles
 
 def held_app(task_id, category="c", inputs=(), outputs=(), cores=None):
-    from parsl_wq.messages import FileTransfer, SubmitTask
+    from parsl_wq.protocol.messages import FileTransfer, SubmitTask
     return SubmitTask(task_id=task_id, command="run", category=category,
                       inputs=tuple(FileTransfer(*f) for f in inputs), outputs=tuple(FileTransfer(*f) for f in outputs),
-                      entry={"id": task_id}, arguments=b"", resources={"cores": cores} if cores else {})
+                      call=Call(task_id, "fn", b"", [], []), resources={"cores": cores} if cores else {})
 
 
 def test_a_kind_of_app_not_yet_measured_goes_alone():
-    from parsl_wq.bundles import Backlog
+    from parsl_wq.manager.bundles import Backlog
     backlog = Backlog(max_bundle=100)
     for i in range(50):
         backlog.add(held_app(i))
@@ -537,7 +546,7 @@ def test_a_kind_of_app_not_yet_measured_goes_alone():
 
 
 def test_bundles_grow_with_the_backlog_and_stay_under_the_time_and_size_caps():
-    from parsl_wq.bundles import Backlog
+    from parsl_wq.manager.bundles import Backlog
     backlog = Backlog(max_bundle=100, bundle_seconds=1.0)
     backlog.measured("c", seconds=0.5, apps=50)     # 10 ms per app: at most 100 per second
     for i in range(1000):
@@ -554,7 +563,7 @@ def test_bundles_grow_with_the_backlog_and_stay_under_the_time_and_size_caps():
 
 
 def test_apps_of_a_second_or_more_always_go_alone():
-    from parsl_wq.bundles import Backlog
+    from parsl_wq.manager.bundles import Backlog
     backlog = Backlog(max_bundle=100)
     backlog.measured("c", seconds=1.2, apps=1)
     for i in range(10):
@@ -563,7 +572,7 @@ def test_apps_of_a_second_or_more_always_go_alone():
 
 
 def test_only_apps_of_one_kind_share_a_bundle_and_the_longest_waiting_kind_goes_first():
-    from parsl_wq.bundles import Backlog
+    from parsl_wq.manager.bundles import Backlog
     backlog = Backlog(max_bundle=100)
     for category in ("a", "b"):
         backlog.measured(category, seconds=0.01, apps=1)
@@ -577,7 +586,7 @@ def test_only_apps_of_one_kind_share_a_bundle_and_the_longest_waiting_kind_goes_
 
 
 def test_apps_whose_sandbox_names_collide_are_left_for_a_later_bundle():
-    from parsl_wq.bundles import Backlog
+    from parsl_wq.manager.bundles import Backlog
     backlog = Backlog(max_bundle=100)
     backlog.measured("c", seconds=0.01, apps=1)
     function = ("/run/fn.pkl", "fn.pkl", True)
@@ -591,12 +600,11 @@ def test_apps_whose_sandbox_names_collide_are_left_for_a_later_bundle():
     assert [m.task_id for m in backlog.take(slots=1)] == [4]
 
 
-def test_the_runner_times_each_app_s_function_only(tmp_path):
+def test_the_runner_times_each_app_s_function_only(program, tmp_path):
     (tmp_path / "fn").write_bytes(serialize.serialize_function(time.sleep))
-    entries = [{"id": 5, "function": "fn", "arguments": pickle.dumps(((0.2,), {}))}]
-    (tmp_path / "calls").write_bytes(pickle.dumps(entries))
-    subprocess.run([sys.executable, RUNNER, "calls", "results"], cwd=tmp_path, timeout=60, check=True)
-    (_, seconds), = runner.read_results((tmp_path / "results").read_bytes()).values()
+    (tmp_path / "calls").write_bytes(pickle.dumps(sandbox.calls_file([Call(5, "fn", pickle.dumps(((0.2,), {})), [], [])])))
+    subprocess.run([sys.executable, program, "run", "calls", "results"], cwd=tmp_path, timeout=60, check=True)
+    (_, seconds), = sandbox.read_results((tmp_path / "results").read_bytes()).values()
     assert 0.2 <= seconds < 1.0
 
 
@@ -614,7 +622,7 @@ TRANSACTIONS = """\
 
 
 def test_the_worker_log_follows_joins_resources_tasks_and_departures(tmp_path):
-    from parsl_wq.queue_state import WorkerLog
+    from parsl_wq.manager.queue_state import WorkerLog
     path = tmp_path / "transactions.log"
     path.write_text(TRANSACTIONS + "1600000 7 WORKER w-2 RESOU")      # a line still being written
     log = WorkerLog(str(path))
@@ -636,7 +644,7 @@ def test_the_worker_log_follows_joins_resources_tasks_and_departures(tmp_path):
 
 
 def test_the_run_status_counts_apps_and_keeps_the_last_failures(tmp_path):
-    from parsl_wq.run_status import STATUS, RunStatus, load_json, read_tasks
+    from parsl_wq.client.run_status import STATUS, RunStatus, load_json, read_tasks
     status = RunStatus(str(tmp_path), UsageSummary())
     for i in range(14):
         status.submitted("c", "app")

@@ -12,9 +12,12 @@ import subprocess
 import threading
 
 from parsl_wq.engine import load_work_queue
-from parsl_wq.manager import Manager, create_queue
-from parsl_wq.manager_process import doorbell
-from parsl_wq.messages import Channel, ManagerConfig, Stop, SubmitTask, TaskDone
+from parsl_wq.manager.manager import Manager
+from parsl_wq.manager.queue import create_queue
+from parsl_wq.client.manager_process import doorbell
+from parsl_wq.protocol.channel import Channel
+from parsl_wq.protocol.messages import ManagerConfig, Stop, SubmitTask, TaskDone
+from parsl_wq.protocol.sandbox import Call
 
 from conftest import wait_until
 
@@ -44,9 +47,9 @@ def test_a_task_submitted_while_another_runs_starts_before_it_ends(tmp_path, no_
     try:
         # The long task runs until the short one has run, or gives up (exit 1) after half a second.
         send(SubmitTask(1, f"touch {started}; for i in $(seq 10); do [ -e {mark} ] && exit 0; "
-                           f"sleep 0.05; done; exit 1", "long", (), (), {"id": 1}, b"", {"cores": 1}))
+                           f"sleep 0.05; done; exit 1", "long", (), (), Call(1, "fn", b"", [], []), {"cores": 1}))
         wait_until(started.exists, timeout=60, interval=0.01)
-        send(SubmitTask(2, f"touch {mark}", "short", (), (), {"id": 2}, b"", {"cores": 1}))
+        send(SubmitTask(2, f"touch {mark}", "short", (), (), Call(2, "fn", b"", [], []), {"cores": 1}))
         done = []
         while len(done) < 2:
             done += [m for m in executor_side.receive(timeout=60) if isinstance(m, TaskDone)]

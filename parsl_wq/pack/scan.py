@@ -179,7 +179,7 @@ _PUT_OPS = {"BINPUT", "LONG_BINPUT", "PUT"}
 def modules_in_function_file(data: bytes) -> Set[str]:
     """Modules a function file's pickle imports when loaded (``GLOBAL``/``STACK_GLOBAL``).
 
-    A function file is a one-byte tag followed by a pickle (see ``parsl_wq.serialize``).
+    A function file is a one-byte tag followed by a pickle (see ``parsl_wq.client.serialize``).
     """
     modules: Set[str] = set()
     memo = {}

@@ -2,34 +2,37 @@
 
 Submit side, per run (``TaskFiles``)::
 
+    DATA_DIR/pwq_worker.pyz                the worker program (``parsl_wq.client.worker_program``)
     DATA_DIR/functions/pwq_fn_DIGEST.pkl   the app's function, once per content, cached on workers
     DATA_DIR/tasks/N.calls, N.results      the runner's files of Work Queue task N (``parsl_wq.manager``)
 
-Each app becomes a ``SubmitTask``: its pickled arguments travel in the message,
-and the manager writes them with those of the other apps of its task (one, or a
-bundle) into the task's calls file. A cold task runs a shell command that
-starts a Python with the runner (``parsl_wq.runner``); a warm task
-(``coprocess=True``) has a warm Python on the worker run the same runner
-(``parsl_wq.warm``).
+Each app becomes a ``SubmitTask`` whose ``Call`` carries its pickled
+arguments; the manager writes it with those of the other apps of its task
+(one, or a bundle) into the task's calls file. A cold task runs a shell
+command that starts a Python with the worker program's runner
+(``parsl_wq.worker.runner``); a warm task (``coprocess=True``) has a warm
+Python on the worker run the same runner (``parsl_wq.worker.host``).
 """
 
 import os
 import shlex
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from parsl_wq import runner, serialize
+from parsl_wq.client import serialize, worker_program
+from parsl_wq.client.files import Staging
+from parsl_wq.client.resources import Resources
 from parsl_wq.errors import SerializationFailed
-from parsl_wq.files import Staging
-from parsl_wq.messages import FileTransfer, SubmitTask
-from parsl_wq.pack import PackedEnvironment
-from parsl_wq.resources import Resources
+from parsl_wq.protocol.messages import FileTransfer, SubmitTask
+from parsl_wq.protocol.sandbox import (CALLS, EXIT_UNPACK_FAILED, PROXY, RESULTS, UNPACK_FAILED, UNPACKER,
+                                       WORKER_PROGRAM, Call)
+from parsl_wq.protocol.warm import WarmCall
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RUNNER = os.path.join(HERE, "runner.py")
-UNPACKER = os.path.join(HERE, "unpack.sh")
-WARM_HOST = os.path.join(HERE, "warm.py")
+if TYPE_CHECKING:       # the packers are imported with pack=True only
+    from parsl_wq.pack import PackedEnvironment
+
+UNPACK_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "worker", "unpack.sh")
 NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
 REQUESTS = ("cores", "memory", "disk", "gpus", "priority", "running_time_min")
 
@@ -46,7 +49,7 @@ class TaskOptions:
     warm: bool                  # coprocess=True
     monitor_interval: Optional[int]
     extra_inputs: Tuple[Tuple[str, str], ...] = ()     # (submit-side path, name in the sandbox), every task
-    proxy: Optional[str] = None     # the grid proxy shipped with every task, as runner.PROXY
+    proxy: Optional[str] = None     # the grid proxy shipped with every task, as PROXY
 
 
 def extra_inputs(paths) -> Tuple[Tuple[str, str], ...]:
@@ -61,12 +64,15 @@ class TaskFiles:
         self.data_dir = data_dir
         self.function_dir = os.path.join(data_dir, "functions")
         self.task_dir = os.path.join(data_dir, "tasks")
+        self.worker_program = os.path.join(data_dir, WORKER_PROGRAM)
         self.options = options
         self._written_functions: set = set()
 
     def create_folders(self) -> None:
+        """The run's folders, and the worker program in them."""
         for folder in (self.data_dir, self.function_dir, self.task_dir):
             os.makedirs(folder, mode=0o700, exist_ok=True)
+        worker_program.build(self.worker_program)
 
     def function_path(self, function_name: str) -> str:
         return os.path.join(self.function_dir, function_name)
@@ -90,30 +96,30 @@ class TaskFiles:
     def inputs(self, function_name: str) -> Tuple[str, ...]:
         """Submit-side paths of the files every task of this kind carries."""
         files = (self.function_path(function_name),)
-        return files if self.options.warm else (RUNNER,) + files
+        return files if self.options.warm else (self.worker_program,) + files
 
     def message(self, task_id: int, function_name: str, arguments: bytes, category: str, resources: Resources,
-                staging: Staging, environment: Optional[PackedEnvironment]) -> SubmitTask:
+                staging: Staging, environment: Optional["PackedEnvironment"]) -> SubmitTask:
         inputs = [FileTransfer(self.function_path(function_name), function_name, cache=True)]
         requested = {k: getattr(resources, k) for k in REQUESTS if getattr(resources, k) is not None}
         if self.options.warm:
-            command, call = "", self.warm_call(requested, ship_environment(environment, inputs))
+            command, warm = "", self.warm_call(requested, ship_environment(environment, inputs))
         else:
-            inputs.insert(0, FileTransfer(RUNNER, "pwq_runner.py", cache=True))
+            inputs.insert(0, FileTransfer(self.worker_program, WORKER_PROGRAM, cache=True))
             prefix, python = self.prefix(environment, inputs)
-            command, call = prefix + runner_command(python, self.options.monitored), None
+            command, warm = prefix + runner_command(python, self.options.monitored), None
         inputs += [FileTransfer(local, remote, cache=True) for local, remote in self.options.extra_inputs]
         if self.options.proxy:      # renewed while runs go: sent afresh, not cached
-            inputs.append(FileTransfer(self.options.proxy, runner.PROXY, cache=False))
+            inputs.append(FileTransfer(self.options.proxy, PROXY, cache=False))
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
         outputs = [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
-        entry = {"id": task_id, "function": function_name, "output_dirs": staging.output_dirs(),
-                 "renames": [list(r) for r in staging.renames]}
+        call = Call(id=task_id, function=function_name, arguments=arguments, output_dirs=staging.output_dirs(),
+                    renames=[tuple(r) for r in staging.renames])
         return SubmitTask(task_id=task_id, command=command, category=category, inputs=tuple(unique(inputs)),
-                          outputs=tuple(unique(outputs)), entry=entry, arguments=arguments, resources=requested,
-                          env=self.task_env(), max_retries=self.options.max_retries, call=call)
+                          outputs=tuple(unique(outputs)), call=call, resources=requested,
+                          env=self.task_env(), max_retries=self.options.max_retries, warm=warm)
 
-    def prefix(self, environment: Optional[PackedEnvironment], inputs: List[FileTransfer]) -> Tuple[str, str]:
+    def prefix(self, environment: Optional["PackedEnvironment"], inputs: List[FileTransfer]) -> Tuple[str, str]:
         """A cold task's shell steps before the runner, and the Python they choose (``inputs`` grows by
         what a packed environment needs). Apps with the same prefix can share a bundle."""
         if environment is None:
@@ -121,8 +127,8 @@ class TaskFiles:
             python = '"$PY"'
         else:
             tarball = ship_environment(environment, inputs)["tarball"]
-            prefix = (f"ENV=$(sh pwq_unpack.sh {tarball} {environment.name}) || "
-                      f"{{ echo '{runner.UNPACK_FAILED}' >&2; exit {runner.EXIT_UNPACK_FAILED}; }}; "
+            prefix = (f"ENV=$(sh {UNPACKER} {tarball} {environment.name}) || "
+                      f"{{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
                       f"PATH=\"$ENV/bin:$PATH\"; export PATH; ")
             python = '"$ENV/bin/python"'
         if self.options.shared_fs:      # the node's temporary folder, as with HTEX, not the task's sandbox
@@ -136,11 +142,11 @@ class TaskFiles:
         """``env``, and ``X509_USER_PROXY`` naming the shipped proxy (the runner makes it absolute)."""
         env = dict(self.options.env)
         if self.options.proxy:
-            env["X509_USER_PROXY"] = runner.PROXY
+            env["X509_USER_PROXY"] = PROXY
         return env
 
-    def warm_call(self, requested: Dict[str, Any], environment: Optional[Dict[str, str]]) -> Dict[str, Any]:
-        """What the warm host on the worker needs to run the app (JSON: it travels as the coprocess's input).
+    def warm_call(self, requested: Dict[str, Any], environment: Optional[Dict[str, str]]) -> WarmCall:
+        """What the warm host on the worker needs to run the app.
 
         ``environment`` names a packed environment's tarball in the sandbox: the
         app then runs in a warm host started with that environment's Python.
@@ -156,17 +162,16 @@ class TaskFiles:
             limits = {k: v for k, v in (("memory", requested.get("memory")),
                                         ("wall_time", 60 * requested["running_time_min"]
                                          if requested.get("running_time_min") else None)) if v}
-        return {"env": env, "limits": limits,
-                "interval": self.options.monitor_interval or 1,
-                "node_tmpdir": NODE_TMPDIR if self.options.shared_fs else None, "environment": environment}
+        return WarmCall(env=env, limits=limits, interval=self.options.monitor_interval or 1,
+                        node_tmpdir=NODE_TMPDIR if self.options.shared_fs else None, environment=environment)
 
 
-def ship_environment(environment: Optional[PackedEnvironment], inputs: List[FileTransfer]) -> Optional[Dict[str, str]]:
+def ship_environment(environment: Optional["PackedEnvironment"], inputs: List[FileTransfer]) -> Optional[Dict[str, str]]:
     """Add a packed environment's tarball and its unpacker to a task's ``inputs``; their names in the sandbox."""
     if environment is None:
         return None
     tarball = f"pwq_env_{environment.name}.tar.gz"
-    inputs += [FileTransfer(UNPACKER, "pwq_unpack.sh", cache=True),
+    inputs += [FileTransfer(UNPACK_SCRIPT, UNPACKER, cache=True),
                FileTransfer(environment.tarball, tarball, cache=True)]
     return {"tarball": tarball, "name": environment.name}
 
@@ -179,16 +184,17 @@ def runner_command(python: str, monitored: bool) -> str:
     outlives Python and turns N into 128 + N. (A shell between the monitor
     and Python would halve monitored throughput: 23 -> 12 tasks/s here.)
     """
-    run = f"{python} pwq_runner.py {runner.CALLS} {runner.RESULTS}"
+    run = f"{python} {WORKER_PROGRAM} run {CALLS} {RESULTS}"
     return f"exec {run}" if monitored else f"{run}; exit $?"
 
 
-def warm_launcher(folder: str, python: str) -> str:
-    """Write the executable that ``work_queue_worker --coprocess`` starts; returns its path."""
+def warm_launcher(folder: str, python: str, program: str) -> str:
+    """Write the executable that ``work_queue_worker --coprocess`` starts (it runs the worker ``program``'s
+    warm host); returns its path."""
     path = os.path.join(folder, "pwq-warm")
     with open(path, "w") as f:
         f.write(f"#!/bin/sh\nPY={shlex.quote(python)}; [ -x \"$PY\" ] || PY=python3\n"
-                f"exec \"$PY\" {shlex.quote(WARM_HOST)}\n")
+                f"exec \"$PY\" {shlex.quote(program)} warm\n")
     os.chmod(path, 0o700)
     return path
 

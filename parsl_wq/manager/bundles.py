@@ -5,15 +5,16 @@ worker's time, files, a round trip and (cold) a Python's start. When apps
 wait anyway because every slot is busy, the manager holds them here instead
 of in Work Queue, and when room frees it sends the longest-waiting group's
 apps as one task (a *bundle*). The runner runs them one after the other in
-one Python and writes one outcome per app (``parsl_wq.runner.run``).
+one Python and writes one outcome per app (``parsl_wq.worker.runner.run``).
 
-- Room: the manager keeps at most ``2 * slots`` tasks in Work Queue, where
-  ``slots`` is what runs now plus the workers that are idle. While there is
-  room nothing waits here, so no app is bundled while slots are free.
+- Room: the manager keeps at most ``TASKS_PER_SLOT * slots`` tasks in Work
+  Queue, where ``slots`` is what runs now plus the workers that are idle
+  (``room``). While there is room nothing waits here, so no app is bundled
+  while slots are free.
 - Groups: apps are bundled only with apps of the same category, resource
   request, environment and command (``key``), and never with an app
   whose files in the sandbox would collide with theirs (``SandboxNames``).
-- Size: ``min(max_bundle, ceil(waiting in the group / (2 * slots)),
+- Size: ``min(max_bundle, ceil(waiting in the group / (TASKS_PER_SLOT * slots)),
   BUNDLE_SECONDS / seconds per app)``. Seconds per app are the time the
   runner measured around each call of the category's apps (not the Python's
   start, nor loading the function and arguments, paid once per task). Until
@@ -30,19 +31,26 @@ import math
 from collections import deque
 from typing import Deque, Dict, Hashable, List, Tuple
 
-from parsl_wq.messages import SubmitTask
+from parsl_wq.protocol.messages import SubmitTask
+from parsl_wq.protocol.sandbox import calls_file
 
 BUNDLE_SECONDS = 1.0    # a bundle's aimed-for running time
 SCAN_FACTOR = 4         # apps looked at per place in a bundle, past ones whose files collide
+TASKS_PER_SLOT = 2      # tasks kept in Work Queue per slot: one running, one ready to start when it ends
+
+
+def room(slots: int, in_queue: int) -> int:
+    """How many more tasks Work Queue should get, with ``slots`` slots and ``in_queue`` tasks it has."""
+    return TASKS_PER_SLOT * slots - in_queue
 
 
 def key(message: SubmitTask) -> Hashable:
     """What must be equal for two apps to share a task."""
-    call = None
-    if message.call is not None:
-        call = json.dumps(message.call, sort_keys=True)
+    warm = None
+    if message.warm is not None:
+        warm = json.dumps(message.warm._asdict(), sort_keys=True)
     return (message.category, tuple(sorted(message.resources.items())), tuple(sorted(message.env.items())),
-            message.max_retries, message.command, call)
+            message.max_retries, message.command, warm)
 
 
 class SandboxNames:
@@ -101,7 +109,7 @@ class Backlog:
         if per_app is None:
             return 1
         by_time = int(self.bundle_seconds / per_app) if per_app > 0 else self.max_bundle
-        return max(1, min(self.max_bundle, math.ceil(waiting / (2 * max(1, slots))), by_time))
+        return max(1, min(self.max_bundle, math.ceil(waiting / (TASKS_PER_SLOT * max(1, slots))), by_time))
 
     def take(self, slots: int) -> List[SubmitTask]:
         """The next task's apps, from the group whose oldest app has waited longest."""
@@ -125,6 +133,6 @@ class Backlog:
         return [message for _, message in taken]
 
 
-def calls(messages: List[SubmitTask]) -> List[dict]:
-    """The runner's calls file of a task that runs ``messages`` (``parsl_wq.runner``)."""
-    return [dict(m.entry, arguments=m.arguments) for m in messages]
+def calls(messages: List[SubmitTask]) -> list:
+    """The content of the calls file of a task that runs ``messages`` (``parsl_wq.protocol.sandbox``)."""
+    return calls_file(m.call for m in messages)

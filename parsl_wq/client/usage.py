@@ -1,6 +1,6 @@
 """What tasks used, for the user: per task, per category, and in words.
 
-Every finished task carries a :class:`~parsl_wq.messages.TaskUsage` (what Work
+Every finished task carries a :class:`~parsl_wq.protocol.messages.TaskUsage` (what Work
 Queue allocated, and with ``autolabel=True`` what its resource monitor
 measured). ``resource_usage(future)`` returns it; ``UsageSummary`` folds them
 into the per-category table the executor writes at shutdown.
@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from parsl.dataflow.futures import AppFuture
 
-from parsl_wq.messages import TaskUsage
+from parsl_wq.protocol.messages import TaskUsage
 
 UNITS = {"cores": "", "gpus": "", "memory": " MB", "disk": " MB", "virtual_memory": " MB",
          "wall_time": " s", "cpu_time": " s", "bytes_read": " B", "bytes_written": " B"}

@@ -10,10 +10,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Dict
 
-from parsl_wq.allocation import MODES
 from parsl_wq.engine import Features
 from parsl_wq.errors import ConfigurationError
-from parsl_wq.resources import check_category_table
+from parsl_wq.protocol.messages import ALLOCATION_MODES
+from parsl_wq.client.resources import check_category_table
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def check_options(options, engine: Features) -> Checked:
                                  "None (Work Queue's own, 5 s) or an int >= 1 (seconds)")
     if options.autolabel_window < 1:
         raise ConfigurationError("autolabel_window", options.autolabel_window, "an int >= 1")
-    if options.allocation_mode is not None and options.allocation_mode not in MODES:
+    if options.allocation_mode is not None and options.allocation_mode not in ALLOCATION_MODES:
         raise ConfigurationError("allocation_mode", options.allocation_mode,
-                                 "one of " + ", ".join(repr(m) for m in MODES))
+                                 "one of " + ", ".join(repr(m) for m in ALLOCATION_MODES))
     if options.allocation_mode not in (None, "fixed") and not options.autolabel:
         raise ConfigurationError("allocation_mode", options.allocation_mode,
                                  "learning allocations needs measurements: set autolabel=True as well")

@@ -2,7 +2,7 @@
 
 The bar counts finished apps (done or failed) out of those submitted so far;
 beside it: running, waiting, failed, and the workers connected. It is redrawn
-when the run's status is (``parsl_wq.run_status``), about once a second.
+when the run's status is (``parsl_wq.client.run_status``), about once a second.
 
 Drawn by tqdm: one small dependency with none of its own, whose ``tqdm.auto``
 gives a widget in a Jupyter notebook (with ipywidgets) and text in a terminal.

@@ -1,18 +1,26 @@
-"""Messages between the executor and its manager process, and how they travel.
+"""Messages between the executor and its manager process (``parsl_wq.protocol.channel`` carries them).
 
-Each message is a small dataclass, pickled and sent with a 4-byte length
-prefix over a pipe. Only the standard library is imported here: the manager
-process imports this module and must start fast.
+The conversation::
+
+    executor                          manager
+    ManagerConfig  ------------->
+                   <-------------  Ready | StartFailed
+    SubmitTask     ------------->  (one per app)
+                   <-------------  TaskDone (one per app)
+                   <-------------  QueueState (about once a second)
+    Stop           ------------->
+
+Standard library only: the manager process imports it and must start fast.
 """
 
-import os
-import pickle
-import select
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-_HEADER = struct.Struct("!I")
+from parsl_wq.protocol.sandbox import Call
+from parsl_wq.protocol.warm import WarmCall
+
+ALLOCATION_MODES = ("fixed", "max-seen", "max-throughput")     # ManagerConfig.allocation_mode
+RESOURCES = ("cores", "memory", "disk", "gpus")     # what a category table (category_max_resources) may set
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,7 @@ class ManagerConfig:
     debug_log: bool = True
     monitor: bool = False                 # run each task under Work Queue's resource monitor
     monitor_interval: Optional[int] = None  # its seconds between samples; None: Work Queue's own (5)
-    allocation_mode: str = "fixed"        # "fixed", "max-seen" or "max-throughput"
+    allocation_mode: str = "fixed"        # one of ALLOCATION_MODES
     autolabel_window: Optional[int] = None
     category_max_resources: Dict[str, Dict[str, int]] = field(default_factory=dict)
     category_first_allocation: Dict[str, Dict[str, int]] = field(default_factory=dict)
@@ -41,36 +49,38 @@ class ManagerConfig:
 
 @dataclass(frozen=True)
 class Ready:
+    """The manager's queue listens on ``port``."""
     port: int
 
 
 @dataclass(frozen=True)
 class StartFailed:
+    """The manager could not create its queue, for ``reason``."""
     reason: str
 
 
 @dataclass(frozen=True)
 class FileTransfer:
-    local: str
-    remote: str
-    cache: bool
+    """A file sent with a task (an input) or brought back (an output)."""
+    local: str      # its path on the submit side
+    remote: str     # its name in the task's sandbox
+    cache: bool     # kept on the worker for later tasks
 
 
 @dataclass(frozen=True)
 class SubmitTask:
     """One app invocation. Apps whose messages agree on everything but ``task_id``,
-    ``call``'s entry and the files can travel in one task (``parsl_wq.bundles``)."""
+    ``call`` and the files can travel in one task (``parsl_wq.manager.bundles``)."""
     task_id: int
     command: str            # what a cold task runs; "" for a warm one
     category: str
-    inputs: Tuple[FileTransfer, ...]    # the function file, the runner, and the app's own files
+    inputs: Tuple[FileTransfer, ...]    # the function file, the worker program, and the app's own files
     outputs: Tuple[FileTransfer, ...]   # the app's own files
-    entry: Dict[str, Any]   # the app's entry in the runner's calls file (``parsl_wq.runner``), less its arguments
-    arguments: bytes        # a pickle of (args, kwargs)
+    call: Call              # the app's entry in the task's calls file, its arguments included
     resources: Dict[str, Any] = field(default_factory=dict)
     env: Dict[str, str] = field(default_factory=dict)
     max_retries: Optional[int] = None
-    call: Optional[Dict[str, Any]] = None   # warm execution: what the coprocess is told (``command`` is unused)
+    warm: Optional[WarmCall] = None     # a warm task: what the coprocess is told (``command`` is unused)
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ class TaskUsage:
 class TaskDone:
     task_id: int
     result: int          # Work Queue's result code
-    result_name: str     # its name, for example "RESOURCE_EXHAUSTION"
+    result_name: str     # its name (``parsl_wq.protocol.results``), for example "RESOURCE_EXHAUSTION"
     exit_code: int
     output: str          # the end of the task's stdout/stderr
     usage: Optional[TaskUsage] = None
@@ -109,7 +119,11 @@ class TaskDone:
 
 @dataclass(frozen=True)
 class QueueState:
-    """Apps running now, by category, and the workers connected (``parsl_wq.queue_state``)."""
+    """Apps running now, by category, and the workers connected (``parsl_wq.manager.queue_state``).
+
+    Each worker is a dict: id, address, connected (epoch seconds), cores,
+    memory, disk, gpus, tasks (running now); ``left`` adds left (epoch seconds).
+    """
     time: float
     running: Dict[str, int]     # apps in Work Queue tasks that workers have
     workers: List[Dict[str, Any]]
@@ -119,67 +133,4 @@ class QueueState:
 
 @dataclass(frozen=True)
 class Stop:
-    pass
-
-
-class Channel:
-    """Framed pickles over a pair of file descriptors."""
-
-    def __init__(self, read_fd: int, write_fd: int):
-        self.read_fd = read_fd
-        self.write_fd = write_fd
-        self._buffer = b""
-
-    def send(self, message: Any) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(self.write_fd, _HEADER.pack(len(data)) + data)
-
-    def receive(self, timeout: Optional[float] = None) -> List[Any]:
-        """Messages that arrive within ``timeout`` seconds (None: wait for at least one).
-
-        Raises EOFError when the other side has closed its end.
-        """
-        messages = self._parse()
-        if messages:
-            return messages
-        while True:
-            readable, _, _ = select.select([self.read_fd], [], [], timeout)
-            if not readable:
-                return []
-            chunk = os.read(self.read_fd, 1 << 20)
-            if not chunk:
-                raise EOFError("channel closed")
-            self._buffer += chunk
-            messages = self._parse()
-            if messages:
-                return messages
-
-    def _parse(self) -> List[Any]:
-        """The complete messages in the buffer; the buffer keeps the rest (cut once, not after each message)."""
-        messages = []
-        buffer, start = memoryview(self._buffer), 0
-        while len(buffer) - start >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer, start)
-            end = start + _HEADER.size + size
-            if len(buffer) < end:
-                break
-            messages.append(pickle.loads(buffer[start + _HEADER.size:end]))
-            start = end
-        buffer.release()
-        if start:
-            self._buffer = self._buffer[start:]
-        return messages
-
-    def close(self) -> None:
-        for fd in (self.read_fd, self.write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    """The executor is shutting down: cancel what runs, tell the executor's workers to leave, exit."""

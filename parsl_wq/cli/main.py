@@ -1,6 +1,6 @@
 """``parsl-wq``: look at a run from another terminal (status, report, plot, workers); check this machine (doctor).
 
-Every verb but ``doctor`` reads the files the run writes (``parsl_wq.run_status``),
+Every verb but ``doctor`` reads the files the run writes (``parsl_wq.client.run_status``),
 never the network, so it works while a password-protected run is going, and after it.
 
 Exit codes: 0 done; 1 ``doctor`` found a problem, or ``plot`` lacks matplotlib; 2 bad command line;
@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from parsl_wq import joining, run_status
-from parsl_wq.usage import amount, amounts
+from parsl_wq.client import joining, run_status
+from parsl_wq.client.usage import amount, amounts
 
 EXIT_OK, EXIT_PROBLEM, EXIT_NO_RUN = 0, 1, 3      # and argparse's 2 for a bad command line
 DEFAULT_RUN_DIR = "runinfo"
@@ -201,7 +201,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def worker_commands(run: Dict[str, Any], hostname: str, count: int = 10) -> str:
     """How to join the run from elsewhere: a worker by hand, and through cctools' batch tools."""
-    from parsl_wq.factory import WorkerFactory
+    from parsl_wq.client.factory import WorkerFactory
     password, tls, project = run.get("password_file"), bool(run.get("tls")), run.get("project_name")
     local = run["address"] in ("127.0.0.1", "localhost") and not run.get("address_given")
     address = hostname if local else run["address"]     # workers elsewhere cannot use loopback
@@ -243,7 +243,7 @@ def workers_command(args: argparse.Namespace) -> int:
 
 def plot_command(args: argparse.Namespace) -> int:
     try:
-        from parsl_wq.plot import plot
+        from parsl_wq.cli.plot import plot
     except ImportError as e:
         print(f"parsl-wq plot needs matplotlib ({e}): pip install 'parsl_wq[plot]'", file=sys.stderr)
         return EXIT_PROBLEM
@@ -294,7 +294,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
-    from parsl_wq import doctor
+    from parsl_wq.cli import doctor
     return EXIT_OK if doctor.run(self_test_on=not args.no_self_test) else EXIT_PROBLEM
 
 

@@ -10,10 +10,11 @@ import os
 import signal
 from typing import Any, Optional, Sequence, Tuple
 
-from parsl_wq import serialize
+from parsl_wq.client import serialize
 from parsl_wq.errors import AppCrashed, InputMissing, ResourceExhausted, TaskFailure, explain_result
-from parsl_wq.messages import TaskDone
-from parsl_wq.runner import CANNOT_WRITE_RESULT, UNPACK_FAILED
+from parsl_wq.protocol import results
+from parsl_wq.protocol.messages import TaskDone
+from parsl_wq.protocol.sandbox import CANNOT_WRITE_RESULT, UNPACK_FAILED
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "out of memory, a time limit, or a kill",
@@ -25,8 +26,6 @@ SIGNAL_HINTS = {
     signal.SIGTERM: "asked to stop, by the worker, the batch system or a kill",
     signal.SIGXCPU: "a CPU time limit",
 }
-# Work Queue's results for which the task itself ran to its end; the others say what Work Queue did.
-RAN_TO_END = ("SUCCESS", "OUTPUT_MISSING", "SIGNAL")
 
 
 def task_outcome(done: TaskDone, inputs: Sequence[str]) -> Tuple[bool, Any]:
@@ -34,7 +33,7 @@ def task_outcome(done: TaskDone, inputs: Sequence[str]) -> Tuple[bool, Any]:
 
     ``inputs`` are the submit-side paths of every file sent with the task.
     """
-    if done.result_name == "RESOURCE_EXHAUSTION" and done.usage is not None:
+    if done.result_name == results.RESOURCE_EXHAUSTION and done.usage is not None:
         return False, ResourceExhausted(done.task_id, done.usage, done.exit_code, done.output)
     if done.outcome is None:
         return False, failure_without_result(done, inputs)
@@ -43,14 +42,14 @@ def task_outcome(done: TaskDone, inputs: Sequence[str]) -> Tuple[bool, Any]:
 
 def failure_without_result(done: TaskDone, inputs: Sequence[str]) -> TaskFailure:
     """The exception for an app whose runner wrote no outcome."""
-    if done.result_name == "INPUT_MISSING":
+    if done.result_name == results.INPUT_MISSING:
         return input_missing(done, inputs)
     if UNPACK_FAILED in done.output:
         return TaskFailure(done.task_id, done.result_name,
                            "the packed environment could not be unpacked on the worker (unpack.sh needs "
                            "sh, tar, gzip and flock, and room in the worker's folder); see the output",
                            done.exit_code, done.output)
-    if done.result_name in RAN_TO_END and done.exit_code is not None and done.exit_code >= 0:
+    if done.result_name in results.RAN_TO_END and done.exit_code is not None and done.exit_code >= 0:
         return crash(done)
     return TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
                        done.exit_code, done.output)

@@ -3,7 +3,7 @@
 HTEX sends a NODE_INFO record when a worker pool registers and when it is
 lost; here the same happens for each Work Queue worker, from the joins and
 departures the manager reads in Work Queue's transactions log
-(``parsl_wq.queue_state``): one row when a worker joins with its resources
+(``parsl_wq.manager.queue_state``): one row when a worker joins with its resources
 (``active`` True), one when it leaves (False). A Work Queue worker is a node
 with ``cpu_count`` cores and as many worker slots.
 """
@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict
 
 from parsl.monitoring.message_type import MessageType
 
-from parsl_wq.messages import QueueState
-from parsl_wq.usage import MB
+from parsl_wq.protocol.messages import QueueState
+from parsl_wq.client.usage import MB
 
 
 class NodeRecords:

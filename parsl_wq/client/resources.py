@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Dict, Mapping, Optional
 
-from parsl_wq.allocation import ALLOCATED
 from parsl_wq.errors import ConfigurationError, InvalidResourceSpecification
+from parsl_wq.protocol.messages import RESOURCES
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,11 @@ def check_category_table(parameter: str, table: Optional[Mapping[str, Mapping[st
             raise ConfigurationError(parameter, table, f"category names are non-empty str (got {category!r})")
         if not isinstance(resources, Mapping):
             raise ConfigurationError(parameter, table, f"each category maps to a dict of "
-                                     f"{', '.join(ALLOCATED)} (got {resources!r} for {category!r})")
+                                     f"{', '.join(RESOURCES)} (got {resources!r} for {category!r})")
         checked[category] = {}
         for key, value in resources.items():
-            if key not in ALLOCATED:
-                raise ConfigurationError(parameter, table, f"resources are {', '.join(ALLOCATED)} "
+            if key not in RESOURCES:
+                raise ConfigurationError(parameter, table, f"resources are {', '.join(RESOURCES)} "
                                          f"(got {key!r} for {category!r})")
             try:
                 checked[category][key] = CHECKS[key](key, value)

@@ -14,12 +14,12 @@ Data flow::
                                 the TaskDone, loads the
     6. future resolves  <--     outcome
 
-Step 1 is ``parsl_wq.tasks`` (the task's files and command). In step 2 the
+Step 1 is ``parsl_wq.client.tasks`` (the task's files and command). In step 2 the
 manager submits each app alone while Work Queue has room, and holds it for a
-bundle otherwise (``parsl_wq.bundles``). Step 3 runs a new Python per task, or,
-with ``coprocess=True``, a fork of the worker's warm Python (``parsl_wq.warm``,
+bundle otherwise (``parsl_wq.manager.bundles``). Step 3 runs a new Python per task, or,
+with ``coprocess=True``, a fork of the worker's warm Python (``parsl_wq.worker.warm``,
 docs/warm.md). The manager's wait ends as soon as a message arrives
-(``parsl_wq.waiting``); step 5 is ``parsl_wq.outcomes``.
+(``parsl_wq.manager.waiting``); step 5 is ``parsl_wq.client.outcomes``.
 
 With ``pack=True``, step 1 asks the packer (``parsl_wq.pack``) for the app's
 environment; the SubmitTask is sent when it is built (at once when cached),
@@ -53,25 +53,26 @@ from parsl.providers import LocalProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
-from parsl_wq import joining, security, serialize
-from parsl_wq.checks import check_options
+from parsl_wq.client import joining, security, serialize
+from parsl_wq.client.checks import check_options
 from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError
-from parsl_wq.factory import FactoryProcess, WorkerFactory
-from parsl_wq.files import FilePlanner
-from parsl_wq.manager_process import STOP_TIMEOUT, ManagerProcess
-from parsl_wq.messages import ManagerConfig, QueueState, SubmitTask, TaskDone
-from parsl_wq.monitor import DEFAULT_INTERVAL
-from parsl_wq.nodes import NodeRecords
-from parsl_wq.outcomes import task_outcome
+from parsl_wq.client.factory import FactoryProcess, WorkerFactory
+from parsl_wq.client.files import FilePlanner
+from parsl_wq.client.manager_process import STOP_TIMEOUT, ManagerProcess
+from parsl_wq.protocol import results
+from parsl_wq.protocol.messages import ManagerConfig, QueueState, SubmitTask, TaskDone
+from parsl_wq.manager.monitor import DEFAULT_INTERVAL
+from parsl_wq.client.nodes import NodeRecords
+from parsl_wq.client.outcomes import task_outcome
 from parsl_wq.pack import Packer
 from parsl_wq.pack.cache import default_cache_dir
-from parsl_wq.progress import ProgressBar
-from parsl_wq.progress import wanted as progress_wanted
-from parsl_wq.resources import Resources, parse_resource_specification
-from parsl_wq.run_status import RunStatus
-from parsl_wq.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, app_name, extra_inputs, warm_launcher
-from parsl_wq.usage import UsageSummary, monitoring_record
+from parsl_wq.client.progress import ProgressBar
+from parsl_wq.client.progress import wanted as progress_wanted
+from parsl_wq.client.resources import Resources, parse_resource_specification
+from parsl_wq.client.run_status import RunStatus
+from parsl_wq.client.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, app_name, extra_inputs, warm_launcher
+from parsl_wq.client.usage import UsageSummary, monitoring_record
 
 logger = logging.getLogger(__name__)
 
@@ -413,7 +414,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._task_files.create_folders()
         self._function_cache_dir = self._task_files.function_dir
         self._files = FilePlanner(self.shared_fs, self.use_cache)
-        self._warm_launcher = warm_launcher(self._log_dir, sys.executable) if self.coprocess else None
+        self._warm_launcher = warm_launcher(self._log_dir, sys.executable, self._task_files.worker_program) if self.coprocess else None
         if self.pack:
             self._packer = Packer(self.pack_cache_dir or default_cache_dir(), self.extra_pkgs or ())
 
@@ -704,7 +705,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _account(self, done: TaskDone, record: _Submitted, ok: bool) -> None:
         """Fold a task's usage into the summary, the learned cores and Parsl monitoring."""
         usage = done.usage
-        self.usage_summary.add(usage, succeeded=ok, exhausted=done.result_name == "RESOURCE_EXHAUSTION")
+        self.usage_summary.add(usage, succeeded=ok, exhausted=done.result_name == results.RESOURCE_EXHAUSTION)
         learned = usage.allocated.get("cores")
         if (ok and learned and usage.attempts == 1 and not record.declares_cores
                 and self._mode != "fixed"):

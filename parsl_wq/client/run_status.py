@@ -1,4 +1,4 @@
-"""The files a run keeps up to date for ``parsl-wq`` (``parsl_wq.cli``) to read, from another terminal.
+"""The files a run keeps up to date for ``parsl-wq`` (``parsl_wq.cli.main``) to read, from another terminal.
 
 Written by the executor, in its folder ``RUN_DIR/LABEL``, never read back by it::
 
@@ -18,9 +18,9 @@ import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional
 
-from parsl_wq.messages import QueueState, TaskDone
-from parsl_wq.progress import ProgressBar
-from parsl_wq.usage import UsageSummary
+from parsl_wq.protocol.messages import QueueState, TaskDone
+from parsl_wq.client.progress import ProgressBar
+from parsl_wq.client.usage import UsageSummary
 
 logger = logging.getLogger(__name__)
 

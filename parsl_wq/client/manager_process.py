@@ -1,11 +1,11 @@
 """The manager process as the executor sees it: start it, talk to it, stop it.
 
-The process runs ``python -m parsl_wq.manager READ_FD WRITE_FD`` (see
-``parsl_wq.manager``) in a session of its own, so that a Ctrl-C in the user's
+The process runs ``python -m parsl_wq.manager TO_MANAGER FROM_MANAGER BELL_READ BELL_WRITE``
+(see ``parsl_wq.manager.__main__``) in a session of its own, so that a Ctrl-C in the user's
 terminal reaches the user's process only; its output goes to ``manager.log``.
 Messages travel over a pipe each way. After each message the executor rings a
 doorbell, a TCP connection on 127.0.0.1 that the manager's Work Queue polls
-together with the workers (``parsl_wq.waiting``).
+together with the workers (``parsl_wq.manager.waiting``).
 """
 
 import os
@@ -16,7 +16,8 @@ import threading
 from typing import Any, List, Optional, Tuple, Union
 
 from parsl_wq.errors import ExecutorBroken
-from parsl_wq.messages import Channel, ManagerConfig, Ready, Stop
+from parsl_wq.protocol.channel import Channel
+from parsl_wq.protocol.messages import ManagerConfig, Ready, Stop
 
 START_TIMEOUT = 60      # seconds for the manager process to report its port
 STOP_TIMEOUT = 10       # seconds for the manager process to exit once told to stop

@@ -12,7 +12,7 @@ Four panels, read from the run's files:
 import os
 from typing import Any, Dict, List, Tuple
 
-from parsl_wq import run_status
+from parsl_wq.client import run_status
 
 STATS_LOG = "stats.log"
 

@@ -28,12 +28,11 @@ needs turning on per resource.
 from types import ModuleType
 from typing import Dict, Mapping, Optional
 
-MODES = {
-    "fixed": "WORK_QUEUE_ALLOCATION_MODE_FIXED",
-    "max-seen": "WORK_QUEUE_ALLOCATION_MODE_MAX",
-    "max-throughput": "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT",
-}
-ALLOCATED = ("cores", "memory", "disk", "gpus")
+from parsl_wq.protocol.messages import ALLOCATION_MODES, RESOURCES
+
+MODES = dict(zip(ALLOCATION_MODES, ("WORK_QUEUE_ALLOCATION_MODE_FIXED", "WORK_QUEUE_ALLOCATION_MODE_MAX",
+                                    "WORK_QUEUE_ALLOCATION_MODE_MAX_THROUGHPUT")))
+ALLOCATED = RESOURCES
 MEASURED = ("cores", "memory", "disk", "gpus", "wall_time", "cpu_time", "virtual_memory",
             "bytes_read", "bytes_written", "max_concurrent_processes")
 ANY_CATEGORY = "*"

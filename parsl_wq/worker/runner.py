@@ -1,42 +1,19 @@
 """Worker-side runner: run Parsl app invocations inside a Work Queue task.
 
-Usage (in the task's sandbox, where Work Queue placed the files)::
+In the task's sandbox, where Work Queue placed the files
+(``parsl_wq.protocol.sandbox`` names them and gives their formats)::
 
-    python pwq_runner.py CALLS_FILE RESULTS_FILE
+    python pwq_worker.pyz run pwq_calls.pkl pwq_results.pkl
 
-CALLS_FILE    a pickle of a list of calls, run one after the other in this
-              Python (one call, or a bundle: see ``parsl_wq.bundles``), each
-              a dict:
-                id           the executor's task id
-                function     the name of the app's function file in the
-                             sandbox, cached on the worker across tasks:
-                             b"P" + a pickle (plain or cloudpickle; plain
-                             ``pickle.loads`` reads both), or b"F" + a pickled
-                             dict describing a plain function (see
-                             ``parsl_wq.serialize``), rebuilt without cloudpickle
-                arguments    a pickle of ``(args, kwargs)``
-                output_dirs  folders of its output files, created first
-                renames      (sent, final) names of files it appends to, moved first
-RESULTS_FILE  written by this runner: for each call as it ends, a frame of
-              its id, its size and the seconds the app's function ran
-              (``FRAME``) followed by a pickle of
-              ``{"ok": True, "value": v}`` or ``{"ok": False, ...}``
-              describing the exception (see ``failure``). A frame is written
-              with one ``write``: if this Python dies, the frames of the calls
-              before are whole, and a cut last frame is ignored (``read_results``).
+runs each ``Call`` of the calls file in turn in this Python (one app, or a
+bundle), and writes each app's outcome to the results file as it ends. A warm
+host runs ``run`` in a fork of itself instead (``parsl_wq.worker.app_process``).
 
 Whatever an app raises (any BaseException, SystemExit included) is written as
 its outcome, and so is a failure to load its function or its arguments, or to
 pickle its result. The runner exits with ``os._exit`` once the results are
-written, so threads an app left running cannot keep the task alive.
-
-Exit codes:
-  0  every call's outcome was written.
-  1  the runner itself failed (its traceback is on stderr).
-  4  RESULTS_FILE could not be written (the reason is on stderr).
-  anything else: an app's Python ended before writing every outcome
-  (``os._exit``, a signal, a crash in C code); the task command turns a
-  death by signal N into exit code 128 + N, as shells do.
+written, so threads an app left running cannot keep the task alive. Its exit
+codes are ``parsl_wq.protocol.sandbox.EXIT_*``.
 
 This file runs on every task, so it imports only what every task needs:
 no Parsl, and cloudpickle only when a payload or a result requires it.
@@ -44,28 +21,19 @@ Python start-up is most of the cost of a short task.
 """
 
 import os
-import struct
 import sys
 from _pickle import dumps, loads
 from time import perf_counter
 
-EXIT_OK = 0
-EXIT_CANNOT_WRITE_RESULT = 4
-EXIT_RUNNER_FAILED = 1
-EXIT_UNPACK_FAILED = 3
-CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"     # on stderr, read by parsl_wq.outcomes
-UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"   # in the output, with EXIT_UNPACK_FAILED
-FRAME = struct.Struct("!QQd")   # a call's id, the size of its outcome's pickle, the seconds its function ran
-CALLS = "pwq_calls.pkl"         # the names of CALLS_FILE and RESULTS_FILE in the sandbox
-RESULTS = "pwq_results.pkl"
-PROXY = "pwq_x509_proxy"        # the grid proxy's name in the sandbox, when the executor ships one
+from ..protocol.sandbox import (CANNOT_WRITE_RESULT, EXIT_CANNOT_WRITE_RESULT, EXIT_OK, PROXY, Call, frame)
+
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
 
 
-def main(argv):
-    return run(load_pickle(argv[1]), argv[2], {})
+def main(calls_file, results_file):
+    return run(load_calls(calls_file), results_file, {})
 
 
 def run(calls, results_file, functions):
@@ -94,9 +62,8 @@ def run(calls, results_file, functions):
                 os.environ.update(environ)
             sys.path[:] = path
             outcome, seconds = run_call(call, functions)
-            data = serialize_outcome(outcome)
             try:
-                write_all(fd, FRAME.pack(call["id"], len(data), seconds) + data)
+                write_all(fd, frame(call.id, serialize_outcome(outcome), seconds))
             except OSError as e:
                 sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, results_file, e))
                 return EXIT_CANNOT_WRITE_RESULT
@@ -109,11 +76,10 @@ def run_call(call, functions):
     """The outcome of one call (its value, or a description of what it raised), and the seconds its function ran."""
     try:
         place_files(call)
-        name = call["function"]
-        function = functions.get(name)
+        function = functions.get(call.function)
         if function is None:
-            function = functions[name] = load_function(name)
-        args, kwargs = loads(call["arguments"])
+            function = functions[call.function] = load_function(call.function)
+        args, kwargs = loads(call.arguments)
     except BaseException as e:
         return failure(e), 0.0
     started = perf_counter()
@@ -127,23 +93,10 @@ def run_call(call, functions):
 def place_files(call):
     """Create the folders of the call's output files (Work Queue creates those of inputs only), and move
     files it appends to into place (Work Queue refuses one name as both input and output)."""
-    for folder in call.get("output_dirs") or ():
+    for folder in call.output_dirs:
         os.makedirs(folder, exist_ok=True)
-    for sent, final in call.get("renames") or ():
+    for sent, final in call.renames:
         os.replace(sent, final)
-
-
-def read_results(data):
-    """``{id: (outcome pickle, seconds)}`` from a results file's content; a cut last frame is left out."""
-    results, offset = {}, 0
-    while offset + FRAME.size <= len(data):
-        call_id, size, seconds = FRAME.unpack_from(data, offset)
-        start = offset + FRAME.size
-        if start + size > len(data):
-            break
-        results[call_id] = (data[start:start + size], seconds)
-        offset = start + size
-    return results
 
 
 def write_all(fd, data):
@@ -152,9 +105,10 @@ def write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-def load_pickle(path):
+def load_calls(path):
+    """The ``Call`` of each app in a calls file."""
     with open(path, "rb") as f:
-        return loads(f.read())
+        return [Call._make(call) for call in loads(f.read())]
 
 
 def load_function(path):
@@ -334,13 +288,3 @@ def finish(code):
         except BaseException:
             pass
     os._exit(code)
-
-
-if __name__ == "__main__":
-    try:
-        status = main(sys.argv)
-    except BaseException:   # a bug here: say so, and still leave at once
-        import traceback
-        traceback.print_exc()
-        status = EXIT_RUNNER_FAILED
-    finish(status)

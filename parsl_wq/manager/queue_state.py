@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from parsl_wq.messages import QueueState
+from parsl_wq.protocol.messages import QueueState
 
 INTERVAL = 1.0      # seconds between two QueueState messages
 TASK_ENDS = ("WAITING_RETRIEVAL", "RETRIEVED", "DONE", "WAITING", "CANCELED")

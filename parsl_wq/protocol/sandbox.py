@@ -1,0 +1,81 @@
+"""What the manager and the worker-side runner share: the files in a task's sandbox, and the runner's exit codes.
+
+A task's sandbox on the worker holds, besides the app's own files::
+
+    pwq_worker.pyz     the worker program (``parsl_wq.client.worker_program``); a cold
+                       task runs ``python pwq_worker.pyz run pwq_calls.pkl pwq_results.pkl``
+    pwq_fn_DIGEST.pkl  each app's function file (``parsl_wq.client.serialize``)
+    pwq_calls.pkl      CALLS: a pickle of a list of ``Call`` tuples, one per app, run in
+                       turn (one app, or a bundle: ``parsl_wq.manager.bundles``)
+    pwq_results.pkl    RESULTS: written by the runner, one frame per app as it ends
+    pwq_unpack.sh      with ``pack=True``: unpacks the environment's tarball
+    pwq_x509_proxy     PROXY: the grid proxy, when the executor ships one
+
+The results file holds, for each app as it ends, ``FRAME`` (its id, the size
+of its outcome's pickle, the seconds its function ran) then the outcome: a
+pickle of ``{"ok": True, "value": v}``, or of ``{"ok": False, ...}``
+describing what it raised (``parsl_wq.worker.runner.failure``: ``exception``,
+``type_name``, ``message``, ``traceback``, ``traceback_text``,
+``frames_omitted``, ``cause``). Both files travel as builtin types (tuples,
+dicts), never as classes of this package: the worker program's modules have
+other names than the installed package's.
+
+Standard library only (``struct`` and ``collections``): the cold runner
+imports this module on every task.
+"""
+
+import struct
+from collections import namedtuple
+
+CALLS = "pwq_calls.pkl"
+RESULTS = "pwq_results.pkl"
+PROXY = "pwq_x509_proxy"
+UNPACKER = "pwq_unpack.sh"
+WORKER_PROGRAM = "pwq_worker.pyz"
+PREFIX = "pwq_"         # names of this package's files in a sandbox; a user's files may not start with it
+
+Call = namedtuple("Call", ["id", "function", "arguments", "output_dirs", "renames"])
+Call.__doc__ = """One app in a task's calls file.
+
+id           the executor's task id of the app
+function     the name of the app's function file in the sandbox
+arguments    a pickle of ``(args, kwargs)``
+output_dirs  folders of its output files, which the runner creates first
+renames      (sent, final) names of files it appends to, which the runner moves first
+"""
+
+FRAME = struct.Struct("!QQd")   # an app's id, the size of its outcome's pickle, the seconds its function ran
+
+# The runner's exit codes. Any other code: the app's Python ended before writing every outcome
+# (os._exit, a signal, a crash in C code); a cold task turns a death by signal N into 128 + N.
+EXIT_OK = 0                     # every app's outcome was written
+EXIT_RUNNER_FAILED = 1          # the runner itself failed (its traceback is in the output)
+EXIT_UNPACK_FAILED = 3          # the packed environment could not be unpacked (with UNPACK_FAILED)
+EXIT_CANNOT_WRITE_RESULT = 4    # RESULTS could not be written (with CANNOT_WRITE_RESULT)
+
+# Said in the task's output, and looked for there by the executor.
+CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"
+UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"
+
+
+def calls_file(calls):
+    """The calls file's content (before pickling): each ``Call`` as a plain tuple."""
+    return [tuple(call) for call in calls]
+
+
+def frame(call_id, outcome, seconds):
+    """One app's frame in the results file, written with one ``write``: if the runner dies, the frames before are whole."""
+    return FRAME.pack(call_id, len(outcome), seconds) + outcome
+
+
+def read_results(data):
+    """``{id: (outcome pickle, seconds)}`` from a results file's content; a cut last frame is left out."""
+    results, offset = {}, 0
+    while offset + FRAME.size <= len(data):
+        call_id, size, seconds = FRAME.unpack_from(data, offset)
+        start = offset + FRAME.size
+        if start + size > len(data):
+            break
+        results[call_id] = (data[start:start + size], seconds)
+        offset = start + size
+    return results

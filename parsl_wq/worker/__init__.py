@@ -1,0 +1,12 @@
+"""What runs on the worker node: the runner of a task's apps, and the warm host (standard library only).
+
+The executor ships these modules with ``parsl_wq.protocol`` as one file, the
+worker program ``pwq_worker.pyz`` (``parsl_wq.client.worker_program``), so a
+worker node needs a Python 3 but not this package::
+
+    python pwq_worker.pyz run CALLS RESULTS   a cold task's apps (runner.py)
+    python pwq_worker.pyz warm                the warm program, a Work Queue coprocess (supervisor.py)
+    python pwq_worker.pyz packed FD           a packed environment's warm host (host.py, packed.py)
+
+Nothing here imports Parsl or ``parsl_wq.client``: ``tests/test_layout.py`` checks it.
+"""

@@ -1,0 +1,177 @@
+"""The app process: forked from the warm host ahead of its call (a spare), it runs one task's apps.
+
+The host hands it an ``AppCall`` on a pipe. It moves into the task's sandbox,
+sends its output to ``pwq_output``, sets the task's environment and runs the
+runner there on the task's calls file, as a cold task would. While it runs it
+reports, on a second pipe, each module it imports and each function file it
+loaded (``Reports``), so that the host can have them for the next spares.
+
+Standard library only.
+"""
+
+import importlib
+import json
+import os
+import sys
+from collections import namedtuple
+
+from ..protocol.sandbox import CALLS, EXIT_RUNNER_FAILED, RESULTS
+from ..protocol.warm import WarmCall
+from . import runner
+from .processes import die_with_parent, read_all
+
+OUTPUT = "pwq_output"        # the apps' stdout and stderr, in the task's sandbox
+
+AppCall = namedtuple("AppCall", ["sandbox", "call"])
+AppCall.__doc__ = """What the host tells an app process (JSON on a pipe): the task's sandbox, and its ``WarmCall``."""
+
+
+class Spare:
+    """An app process forked ahead of its call: it waits on a pipe for the call, then runs it."""
+
+    def __init__(self, pid, call_w, reports):
+        self.pid = pid
+        self.call_w = call_w
+        self.reports = reports
+
+    @classmethod
+    def fork(cls, functions, inherited):
+        """Fork a spare that knows ``functions``; it closes the host's ``inherited`` sockets."""
+        call_r, call_w = os.pipe()
+        reports_r, reports_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            for sock in inherited:
+                if sock is not None:
+                    sock.close()
+            os.close(call_w)
+            os.close(reports_r)
+            app_process(functions, call_r, reports_w)
+        os.close(call_r)
+        os.close(reports_w)
+        return cls(pid, call_w, Reports(reports_r))
+
+    def start(self, sandbox, call):
+        message = json.dumps(AppCall(sandbox, call._asdict())._asdict()).encode()
+        try:
+            os.write(self.call_w, message)      # the spare is reading it
+        finally:
+            os.close(self.call_w)
+
+
+class Reports:
+    """What an app process reports while it runs, on a pipe: each module it imports, which is imported here
+    too, and each function file it loaded."""
+
+    FUNCTION_LOADED = b"=function-loaded "
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.partial = b""
+        self.functions_loaded = []
+
+    def fileno(self):
+        return self.fd
+
+    def read(self):
+        """Act on what the app reported; returns False once the app has closed its end."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:     # only after ``drain``: nothing more for now
+            return False
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if line.startswith(self.FUNCTION_LOADED):
+                self.functions_loaded.append(line[len(self.FUNCTION_LOADED):].decode())
+                continue
+            try:
+                importlib.import_module(line.decode())
+            except BaseException:      # a module the host cannot import stays the app's own
+                pass
+        return bool(chunk)
+
+    def drain(self):
+        """Act on what is left once the app has ended: a fast app may end before anything was read."""
+        os.set_blocking(self.fd, False)     # a process the app started may still hold the other end
+        while self.read():
+            pass
+
+    def close(self):
+        os.close(self.fd)
+
+
+def app_process(functions, call_r, reports_w):
+    """The forked app process: wait for the call, run the runner in the task's sandbox as a cold task would.
+
+    Never returns. Without a call (the host is stopping), it exits.
+    """
+    status = EXIT_RUNNER_FAILED
+    try:
+        os.setpgid(0, 0)        # the host stops the app and everything it started together
+        die_with_parent()
+        message = read_all(call_r)
+        if not message:
+            os._exit(0)
+        app_call = AppCall(**json.loads(message))
+        sandbox, call = app_call.sandbox, WarmCall(**app_call.call)
+        os.chdir(sandbox)
+        sys.path.insert(0, sandbox)     # as for a cold task, whose sys.path[0] is its sandbox
+        report = reporter(reports_w)
+        redirect_output(os.path.join(sandbox, OUTPUT))
+        set_environment(sandbox, call)
+        known = set(functions)
+        status = runner.run(runner.load_calls(CALLS), RESULTS, functions)
+        for name in set(functions) - known:
+            report(Reports.FUNCTION_LOADED + name.encode())
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    runner.finish(status)
+
+
+def reporter(fd):
+    """``report(line)`` for the host, and every module this process imports from now on reported as it starts.
+
+    Best effort: a line that does not fit in the pipe is left out, so the app
+    never waits for the host. A module left out is imported by the next app
+    again, and reported then.
+    """
+    os.set_blocking(fd, False)
+
+    def report(line):
+        try:
+            os.write(fd, line + b"\n")
+        except OSError:
+            pass
+
+    def hook(event, args):
+        if event == "import" and args[0] not in sys.modules:
+            report(args[0].encode())
+    sys.addaudithook(hook)
+    return report
+
+
+def redirect_output(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+        os.dup2(fd, stream.fileno())
+    os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def set_environment(sandbox, call):
+    """The task's variables, and a temporary folder as a cold task has one."""
+    os.environ.update(call.env or {})
+    if call.node_tmpdir:
+        tmpdir = os.environ.get(call.node_tmpdir) or "/tmp"
+    else:
+        tmpdir = os.path.join(sandbox, "pwq_tmp")
+        os.makedirs(tmpdir, exist_ok=True)
+    for name in ("TMPDIR", "TMP", "TEMP"):
+        os.environ[name] = tmpdir
+    if "tempfile" in sys.modules:   # it keeps the folder it chose first, maybe in the warm process
+        sys.modules["tempfile"].tempdir = None

@@ -1,0 +1,193 @@
+"""The warm host: serves a worker's warm calls, each in an app process forked from a warm Python.
+
+The warm program (``python pwq_worker.pyz warm``, a Work Queue coprocess of
+cctools 7.x) runs in the worker's workspace, once per coprocess slot::
+
+    worker ──(stdin/stdout pipes)── supervisor ──fork──> host ──fork per app──> app process
+                                      binds the port,      serves calls,        waits for its call, runs
+                                      restarts the host    learns imports       the runner in the sandbox
+                                      (supervisor.py)      (this module)        (app_process.py)
+
+1. The supervisor announces its port to the worker.
+2. For each task, a worker process connects and sends ``run TASK_ID SIZE`` and
+   the task's ``WarmCall`` as JSON (``parsl_wq.protocol.warm``).
+3. The host has forked the app process ahead of the call (a spare, so the
+   fork is off the call's path) and hands it the call. The app process runs
+   the task's calls file in ``t.TASK_ID``: one app, or a bundle of apps run
+   one after the other, reading and writing the same files as in a cold task.
+   The host waits for it, measures it, and stops it past a declared memory or
+   time limit, or when the worker gives up the call (``watch``).
+4. The host answers a ``WarmAnswer``; an app killed by signal N gives exit
+   code 128 + N, as in cold tasks.
+5. While an app runs, the host imports each module the app imports, as the
+   app reports it: on a worker with a spare core both imports run at once.
+   After a call whose apps loaded their functions without trouble, the host
+   loads them too. Then it forks the next spare, which has both.
+
+Isolation: each call runs in a fork of the host, so what its apps change (module
+globals, ``os.environ``, ``sys.path``, the working directory) ends with it. The
+apps of one call (a bundle) share the fork; the runner resets the environment,
+``sys.path`` and the working directory between them. What carries over is what
+the host imported: a module's import-time work runs once per host, not once per app.
+
+Packed environments (``pack=True``): a call that names one is handed to a
+host of its own, started with that environment's Python (``packed.py``)::
+
+    host ──socketpair: the worker's connection──> packed host (ENV/bin/python) ──fork per app──> ...
+
+Each process here is killed when its parent dies (``PR_SET_PDEATHSIG``).
+Standard library only: this runs with any Python 3 on the worker.
+"""
+
+import faulthandler
+import json
+import os
+import select
+import sys
+import time
+
+from ..protocol.warm import WarmAnswer, WarmCall, encode_answer
+from . import runner
+from .app_process import OUTPUT, Spare
+from .packed import PackedHosts, receive_handed
+from .processes import die_with_parent, group_memory, kill_group, tail
+
+OUTPUT_TAIL = 4000           # characters of output sent back
+
+
+class Host:
+    """Serves calls one at a time, each in an app process forked ahead of time (a spare)."""
+
+    def __init__(self, listener, workspace, program):
+        faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
+        self.listener = listener
+        self.workspace = workspace
+        self.functions = {}     # function file name -> function, loaded after an app used it
+        self.spare = None
+        self.packed = PackedHosts(workspace, program)
+        self.channel = None     # a packed environment's host: where its calls come from
+
+    def fork_spare(self):
+        return Spare.fork(self.functions, (self.listener, self.channel))
+
+    def serve_forever(self):
+        while True:
+            if self.spare is None:      # forked while no call waits: off the next call's path
+                self.spare = self.fork_spare()
+            connection, _ = self.listener.accept()
+            with connection:
+                try:
+                    self.serve(connection)
+                except OSError as e:    # the worker's side went away: nothing to answer
+                    sys.stderr.write("parsl_wq warm host: %s\n" % e)
+
+    def serve(self, connection):
+        stream = connection.makefile("rb")
+        while True:
+            header = stream.readline()
+            if not header:
+                return
+            _, task_id, size = header.split()
+            call = WarmCall(**json.loads(stream.read(int(size)))["fn_kwargs"])
+            if call.environment:
+                answer = self.packed.hand(connection, int(task_id), call)
+                if answer is None:      # the environment's host answers on this connection
+                    return
+            else:
+                answer = self.run(int(task_id), call, connection)
+            send_answer(connection, answer)
+
+    def serve_handed(self, channel):
+        """A packed environment's host: serve the calls that the first host hands over, with their connections."""
+        self.channel = channel
+        while True:
+            if self.spare is None:
+                self.spare = self.fork_spare()
+            handed, connection = receive_handed(channel)
+            if handed is None:
+                return
+            with connection:
+                try:
+                    send_answer(connection, self.run(handed.task_id, WarmCall(**handed.call), connection))
+                except OSError as e:
+                    sys.stderr.write("parsl_wq warm host: %s\n" % e)
+
+    def run(self, task_id, call, connection):
+        sandbox = os.path.join(self.workspace, "t.%d" % task_id)
+        spare, self.spare = self.spare or self.fork_spare(), None
+        started = time.time()
+        spare.start(sandbox, call)
+        try:
+            status, rusage, measured, exceeded = watch(spare.pid, connection, call.limits or {},
+                                                       call.interval or 1, spare.reports)
+        finally:
+            spare.reports.close()
+        wall = max(time.time() - started, 1e-6)
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if code == 0 and not exceeded:
+            for function_name in spare.reports.functions_loaded:
+                self.load_function(sandbox, function_name)
+        cpu = rusage.ru_utime + rusage.ru_stime
+        measured.update(wall_time=wall, cpu_time=cpu, cores=cpu / wall,
+                        memory=max(measured.get("memory", 0), rusage.ru_maxrss / 1024))
+        return WarmAnswer(code, tail(os.path.join(sandbox, OUTPUT), OUTPUT_TAIL), measured, exceeded)
+
+    def load_function(self, sandbox, function_name):
+        """Keep a function that an app process loaded without trouble, for the next apps' forks."""
+        if function_name not in self.functions:
+            try:
+                self.functions[function_name] = runner.load_function(os.path.join(sandbox, function_name))
+            except BaseException:
+                pass
+
+
+def send_answer(connection, answer):
+    data = encode_answer(answer).encode()
+    connection.sendall(b"%d\n" % len(data) + data)
+
+
+def watch(pid, connection, limits, interval, reports):
+    """Wait for the app process; learn its imports; stop it past its limits or when the worker gives up the call.
+
+    Returns its wait status, its rusage, what was measured while it ran, and
+    the limits it went past.
+    """
+    measured, exceeded = {}, {}
+    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    waitables = [connection, reports] + ([pidfd] if pidfd is not None else [])
+    timeout = interval if limits or pidfd is None else None
+    deadline = time.time() + limits["wall_time"] if limits.get("wall_time") else None
+    next_sample = 0.0
+    try:
+        while True:
+            ended, status, rusage = os.wait4(pid, os.WNOHANG)
+            if ended:
+                reports.drain()
+                return status, rusage, measured, exceeded
+            readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if pidfd is None else timeout)
+            if connection in readable:      # the worker cancelled the task or is stopping
+                kill_group(pid)
+                waitables.remove(connection)
+            if reports in readable and not reports.read():
+                waitables.remove(reports)
+            if limits.get("memory") and time.time() >= next_sample:    # not at each import the app reports
+                next_sample = time.time() + interval
+                memory = group_memory(pid)
+                measured["memory"] = max(measured.get("memory", 0), memory)
+                if memory > limits["memory"]:
+                    exceeded["memory"] = limits["memory"]
+                    kill_group(pid)
+            if deadline is not None and time.time() > deadline:
+                exceeded["wall_time"] = limits["wall_time"]
+                kill_group(pid)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def serve_handed(fd, program):
+    """Main of a packed environment's host (started by ``PackedHosts.start``): calls come on socket ``fd``."""
+    import socket
+    die_with_parent()
+    Host(None, os.getcwd(), program).serve_handed(socket.socket(fileno=fd))
+    return 0

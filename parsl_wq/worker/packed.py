@@ -1,0 +1,97 @@
+"""Warm hosts of packed environments (``pack=True``): one per environment, started with its own Python.
+
+A call that names a packed environment is handed, with the worker's
+connection, to that environment's host (``Handed``, on a socketpair with the
+connection's descriptor as ``SCM_RIGHTS``); the host answers the worker
+itself. The environment is unpacked once per worker by ``pwq_unpack.sh``, as
+cold tasks do, and its host is started again at the next call if it has died.
+Work Queue 7.17 opens one connection per call, so handing over a connection
+hands over exactly one call.
+
+Standard library only.
+"""
+
+import array
+import json
+import os
+import socket
+from collections import namedtuple
+
+from ..protocol.sandbox import EXIT_RUNNER_FAILED, EXIT_UNPACK_FAILED, UNPACK_FAILED, UNPACKER
+from ..protocol.warm import WarmAnswer
+
+HANDED_MAX = 1 << 20         # the largest call handed to a packed environment's host
+
+Handed = namedtuple("Handed", ["task_id", "call"])
+Handed.__doc__ = """A call handed to a packed environment's host (JSON), with the worker's connection beside it:
+the Work Queue task id, and the ``WarmCall`` as a dict."""
+
+
+class PackedHosts:
+    """The hosts of packed environments, one per environment, each started on the first call that names it."""
+
+    def __init__(self, workspace, program):
+        self.workspace = workspace
+        self.program = program      # the worker program, which a packed host runs with its own Python
+        self.hosts = {}     # environment name -> (its process, our end of its socketpair)
+
+    def hand(self, connection, task_id, call):
+        """Pass the call and its connection to its environment's host; None once passed, else the answer."""
+        name = call.environment["name"]
+        if name not in self.hosts or self.hosts[name][0].poll() is not None:
+            sandbox = os.path.join(self.workspace, "t.%d" % task_id)
+            folder, output = unpack(sandbox, call.environment)
+            if folder is None:
+                return WarmAnswer(EXIT_UNPACK_FAILED, output + "\n" + UNPACK_FAILED + "\n", {}, {})
+            self.stop(name)
+            try:
+                self.hosts[name] = self.start(folder)
+            except OSError as e:
+                return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the Python of environment %s did not "
+                                  "start: %s\n" % (name, e), {}, {})
+        message = json.dumps(Handed(task_id, call._asdict())._asdict()).encode()
+        try:
+            self.hosts[name][1].sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                     array.array("i", [connection.fileno()]))])
+        except OSError as e:
+            self.stop(name)
+            return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the call could not be handed to the warm "
+                              "process of environment %s: %s\n" % (name, e), {}, {})
+        return None
+
+    def start(self, folder):
+        """Start a host with the Python of the environment unpacked in ``folder``; it gets calls on a socketpair."""
+        import subprocess
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ, PATH=os.path.join(folder, "bin") + os.pathsep + os.environ.get("PATH", ""))
+        process = subprocess.Popen([os.path.join(folder, "bin", "python"), self.program, "packed",
+                                    str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=self.workspace,
+                                   env=env, stdin=subprocess.DEVNULL)
+        theirs.close()
+        return process, ours
+
+    def stop(self, name):
+        process, channel = self.hosts.pop(name, (None, None))
+        if process is not None:
+            channel.close()
+            process.kill()
+            process.wait()
+
+
+def receive_handed(channel):
+    """The next ``Handed`` call and the worker's connection, or (None, None) once the first host has closed."""
+    message, fds, _, _ = socket.recv_fds(channel, HANDED_MAX, 1)    # Python 3.9: as the submit side's
+    if not message:
+        return None, None
+    return Handed(**json.loads(message)), socket.socket(fileno=fds[0])
+
+
+def unpack(sandbox, environment):
+    """Unpack a packed environment as a cold task does; its folder, or None and what the unpacker printed."""
+    import subprocess       # here, not at the top: the supervisor starts faster without it
+    done = subprocess.run(["sh", UNPACKER, environment["tarball"], environment["name"]], cwd=sandbox,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = done.stdout.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return None, "\n".join(lines)
+    return lines[-1], ""
