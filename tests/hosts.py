@@ -101,9 +101,9 @@ class Hosts:
         an empty tmpfs over it (a node without that software); each file in it,
         /dev/null instead (a node without that program).
         """
-        port, password_file = executor.worker_port, executor._password_file
+        port, password_file = executor.worker_port, executor._secrets.password_file
         worker = "work_queue_worker -s \"$D/work\" --connect-timeout 60"
-        if executor._tls_files:
+        if executor._secrets.tls_files:
             worker += " --ssl"
         steps = ["set -e"]
         if password_file:

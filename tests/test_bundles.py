@@ -35,13 +35,14 @@ def load(request, tmp_path, no_leftover_workers):
         executor = WorkQueueExecutor(port=0, coprocess=request.param == "warm", **options)
         kernels.append(parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none",
                                          retries=retries)))
-        deliver = executor._deliver
+        collector = executor._collector
+        deliver = collector.deliver
         executor.deliveries = collections.Counter()
 
         def counted(done):
             executor.deliveries[done.task_id] += 1
             deliver(done)
-        executor._deliver = counted
+        collector.deliver = counted
         return executor
     yield load
     for kernel in kernels:

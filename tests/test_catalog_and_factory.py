@@ -53,7 +53,7 @@ def test_factory_workers_run_the_apps_and_leave_with_it(tmp_path, catalog, no_le
         assert [apps.add(i, 1).result(timeout=TIMEOUT) for i in range(4)] == [1, 2, 3, 4]
         assert wait_until(lambda: len(worker_processes()) == 2, timeout=TIMEOUT)
         command = " ".join(executor._factory.command)
-        assert f"--password {executor._password_file}" in command and f"--catalog={catalog}" in command
+        assert f"--password {executor._secrets.password_file}" in command and f"--catalog={catalog}" in command
     finally:
         kernel.cleanup()
     assert not worker_processes() and not factories()

@@ -55,11 +55,11 @@ def start_printed_worker(text, workers, folder):
 
 def test_status_workers_and_report_of_a_password_protected_run(run, tmp_path):
     executor, workers = run
-    assert executor._password_file and os.path.exists(executor._password_file)
+    assert executor._secrets.password_file and os.path.exists(executor._secrets.password_file)
     printed = parsl_wq("workers", cwd=tmp_path)
     assert printed.returncode == 0, printed.stderr
-    assert f"--password {executor._password_file}" in printed.stdout
-    assert f"slurm_submit_workers --password {executor._password_file}" in printed.stdout
+    assert f"--password {executor._secrets.password_file}" in printed.stdout
+    assert f"slurm_submit_workers --password {executor._secrets.password_file}" in printed.stdout
     assert "work_queue_factory -T slurm" in printed.stdout
     line = start_printed_worker(printed.stdout, workers, tmp_path)
     assert line.endswith(f"127.0.0.1 {executor.worker_port}")

@@ -13,7 +13,7 @@ import extras_apps
 from conftest import start_worker, transactions, wait_until
 from parsl_wq import WorkQueueExecutor
 from parsl_wq.errors import ConfigurationError
-from parsl_wq.client.executor import worker_resources
+from parsl_wq.client.workers import worker_resources
 
 TIMEOUT = 60
 read_shipped = python_app(extras_apps.read_shipped)

@@ -127,9 +127,9 @@ def test_task_files_are_removed_after_delivery(dfk):
 
 def test_function_is_written_once_for_many_tasks(dfk):
     executor = executor_of(dfk)
-    before = set(os.listdir(executor._function_cache_dir))
+    before = set(os.listdir(executor._task_files.function_dir))
     [f.result(timeout=TIMEOUT) for f in [apps.add(i, 1) for i in range(5)]]
-    assert len(set(os.listdir(executor._function_cache_dir)) - before) <= 1
+    assert len(set(os.listdir(executor._task_files.function_dir)) - before) <= 1
 
 
 def test_work_queue_logs_land_in_the_run_directory(dfk):

@@ -205,7 +205,7 @@ def test_use_cache_sends_a_shared_input_once_per_worker(tmp_path, no_leftover_wo
 
 def test_run_directories_are_readable_only_by_their_owner(fresh_dfk):
     _, executor = fresh_dfk
-    for folder in (executor._log_dir, executor._data_dir, executor._function_cache_dir):
+    for folder in (executor._log_dir, executor._data_dir, executor._task_files.function_dir):
         assert os.stat(folder).st_mode & 0o077 == 0, folder
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from parsl_wq import errors
 from parsl_wq.client import outcomes, serialize, worker_program
-from parsl_wq.client.executor import TaskFuture
+from parsl_wq.client.collector import TaskFuture
 from parsl_wq.protocol import sandbox
 from parsl_wq.protocol.messages import TaskDone
 from parsl_wq.protocol.sandbox import Call
@@ -213,13 +213,19 @@ class _ChannelThatFails:
         raise RuntimeError("a bug in reading the channel")
 
 
+def collector_of(executor, manager=None):
+    """The executor's collector, as ``start()`` makes it, for a stand-in of the manager process."""
+    from parsl_wq.client.collector import Collector
+    return Collector(executor, manager, executor._pending, None, executor.usage_summary, {}, "fixed",
+                     executor._break)
+
+
 def test_a_collector_that_cannot_go_on_breaks_the_executor_and_fails_every_pending_future():
     from parsl_wq import ExecutorBroken, WorkQueueExecutor
     executor = WorkQueueExecutor(port=0)
-    executor._manager = _ChannelThatFails()
     pending = [TaskFuture() for _ in range(3)]
-    executor._tasks.update(enumerate(pending))
-    executor._collect()
+    executor._pending.futures.update(enumerate(pending))
+    collector_of(executor, _ChannelThatFails()).run()
     for future in pending:
         exc = future.exception(timeout=0)
         assert isinstance(exc, ExecutorBroken) and "RuntimeError: a bug in reading the channel" in str(exc)
@@ -230,15 +236,16 @@ def test_a_failure_while_resolving_one_task_fails_that_task_only():
     from parsl_wq import WorkQueueExecutor
     executor = WorkQueueExecutor(port=0)
     first, second = TaskFuture(), TaskFuture()
-    executor._tasks.update({1: first, 2: second})
+    executor._pending.futures.update({1: first, 2: second})
+    collector = collector_of(executor)
 
     def resolve_badly(done, future, record):    # a bug of ours, for task 1 only
         if done.task_id == 1:
             raise KeyError("bug")
         return original(done, future, record)
-    original, executor._resolve = executor._resolve, resolve_badly
+    original, collector.resolve = collector.resolve, resolve_badly
     for task_id in (1, 2):
-        executor._deliver(TaskDone(task_id=task_id, result=0, result_name="SUCCESS", exit_code=0, output="",
+        collector.deliver(TaskDone(task_id=task_id, result=0, result_name="SUCCESS", exit_code=0, output="",
                                    outcome=pickle.dumps({"ok": True, "value": "two"})))
     assert isinstance(first.exception(timeout=0), errors.DeliveryFailed) and "KeyError: 'bug'" in str(first.exception())
     assert second.result(timeout=0) == "two"

@@ -86,10 +86,13 @@ def test_warm_packed_apps_run_in_a_warm_process_of_the_environments_python(hosts
                                                                           tmp_path_factory):
     system_python_lacks_sortedcontainers()
     executor = load_without_workers(pack=True, coprocess=True, pack_cache_dir=str(tmp_path / "envs"))
-    # Warm workers need the launcher at the same path (a shared file system), and the host's tmpfs hides the
-    # run directory: the launcher goes where the host sees it. It finds no submit-side Python there and runs
-    # the supervisor with the system's python3; the apps run in the packed environment's Python.
-    launcher = shutil.copy(executor._warm_launcher, tmp_path_factory.mktemp("shared"))
+    # Warm workers need the launcher and the worker program beside it at the same path (a shared file
+    # system), and the host's tmpfs hides the run directory: both go where the host sees them. The launcher
+    # finds no submit-side Python there and runs the supervisor with the system's python3; the apps run in
+    # the packed environment's Python.
+    shared = tmp_path_factory.mktemp("shared")
+    launcher = shutil.copy(executor._warm_launcher, shared)
+    shutil.copy(os.path.join(os.path.dirname(executor._warm_launcher), "pwq_worker.pyz"), shared)
     hosts.start_worker(1, executor, f"--cores 1 --coprocess {launcher}", hide=SUBMIT_SIDE_PYTHON)
 
     calls = [warm_identity().result(timeout=TIMEOUT) for _ in range(6)]

@@ -22,7 +22,7 @@ def start(load_without_workers, no_leftover_workers):
 
     def worker(executor, *options, port=None):
         """A worker for ``executor`` (with --ssl where it uses TLS), connecting to ``port`` or its port."""
-        tls = ["--ssl"] if executor._tls_files else []
+        tls = ["--ssl"] if executor._secrets.tls_files else []
         workers.append(subprocess.Popen(["work_queue_worker", "--connect-timeout", "60", *tls, *options,
                                          "127.0.0.1", str(port or executor.worker_port)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -39,8 +39,8 @@ def debug_log(executor):
 
 def test_the_run_gets_a_password_that_only_its_owner_can_read(fresh_dfk):
     _, executor = fresh_dfk
-    assert os.stat(executor._password_file).st_mode & 0o777 == 0o600
-    assert f"--password {executor._password_file}" in executor.worker_command
+    assert os.stat(executor._secrets.password_file).st_mode & 0o777 == 0o600
+    assert f"--password {executor._secrets.password_file}" in executor.worker_command
     assert apps.add(1, 2).result(timeout=TIMEOUT) == 3
 
 
@@ -57,14 +57,14 @@ def test_a_worker_without_the_password_gets_no_task_and_delivers_nothing(start, 
     time.sleep(2)
     assert not future.done()
     assert not transactions(ex, "WORKER")
-    worker(ex, "--password", ex._password_file)
+    worker(ex, "--password", ex._secrets.password_file)
     assert future.result(timeout=TIMEOUT) == 4
 
 
 def test_without_require_password_any_worker_gets_tasks(start, caplog):
     executor, worker = start
     ex = executor(require_password=False)
-    assert ex._password_file is None
+    assert ex._secrets.password_file is None
     assert "require_password=False" in caplog.text
     worker(ex)
     assert apps.add(3, 3).result(timeout=TIMEOUT) == 6
@@ -76,7 +76,7 @@ def test_a_password_file_of_ones_own_is_used_as_is(start, tmp_path):
     mine.write_text("s3cret\n")
     mine.chmod(0o600)
     ex = executor(project_password_file=str(mine))
-    assert ex._password_file == str(mine)
+    assert ex._secrets.password_file == str(mine)
     assert not os.path.exists(os.path.join(ex._log_dir, "worker.password"))
     worker(ex, "--password", str(mine))
     assert apps.add(4, 4).result(timeout=TIMEOUT) == 8
@@ -135,7 +135,7 @@ def run_through_relay(start, **options):
     executor, worker = start
     ex = executor(**options)
     relay = Relay(ex.worker_port)
-    worker(ex, "--password", ex._password_file, port=relay.port)
+    worker(ex, "--password", ex._secrets.password_file, port=relay.port)
     marker = f"PWQ-MARKER-{uuid.uuid4().hex}"
     assert apps.add(marker, "!").result(timeout=TIMEOUT) == marker + "!"
     relay.close()
@@ -161,7 +161,7 @@ def test_without_tls_a_payload_crosses_the_wire_in_clear(start):
 def test_with_tls_by_default_no_payload_crosses_the_wire_in_clear(start):
     ex, relay, marker = run_through_relay(start)
     assert not relay.saw(marker)
-    key, certificate = ex._tls_files
+    key, certificate = ex._secrets.tls_files
     assert os.path.dirname(key) == ex._log_dir
     assert all(os.stat(path).st_mode & 0o777 == 0o600 for path in (key, certificate))
     assert "--ssl" in ex.worker_command.split()
@@ -172,7 +172,7 @@ def test_tls_with_a_certificate_of_ones_own(start, tmp_path):
     from parsl_wq.client import security
     key, certificate = security.create_certificate(str(tmp_path))
     ex, relay, marker = run_through_relay(start, ssl=(key, certificate))
-    assert ex._tls_files == (key, certificate) and not relay.saw(marker)
+    assert ex._secrets.tls_files == (key, certificate) and not relay.saw(marker)
 
 
 @pytest.mark.skipif(engine_has_tls(), reason="this Work Queue has TLS: ssl=True is accepted")

@@ -1,4 +1,4 @@
-"""WorkQueueExecutor: Parsl apps as Work Queue tasks.
+"""WorkQueueExecutor: Parsl apps as Work Queue tasks. The Parsl-facing shell of the user's process.
 
 Data flow::
 
@@ -6,7 +6,7 @@ Data flow::
     ---------                -----------------------            ---------------              -------
     1. submit(fn, spec,  --> check spec; write function file
        args, kwargs)         (once per content), pickle the
-                             arguments; SubmitTask over   -->  2. queue.submit(Task),  -->  3. pwq_runner.py runs
+                             arguments; SubmitTask over   -->  2. queue.submit(Task),  -->  3. pwq_worker.pyz runs
                              the channel                          alone or bundled             the task's apps,
                                                                                                writes their outcomes
                                                                4. queue.wait returns;  <--    (Work Queue fetches them)
@@ -17,9 +17,9 @@ Data flow::
 Step 1 is ``parsl_wq.client.tasks`` (the task's files and command). In step 2 the
 manager submits each app alone while Work Queue has room, and holds it for a
 bundle otherwise (``parsl_wq.manager.bundles``). Step 3 runs a new Python per task, or,
-with ``coprocess=True``, a fork of the worker's warm Python (``parsl_wq.worker.warm``,
+with ``coprocess=True``, a fork of the worker's warm Python (``parsl_wq.worker.host``,
 docs/warm.md). The manager's wait ends as soon as a message arrives
-(``parsl_wq.manager.waiting``); step 5 is ``parsl_wq.client.outcomes``.
+(``parsl_wq.manager.waiting``); step 5 is ``parsl_wq.client.collector``.
 
 With ``pack=True``, step 1 asks the packer (``parsl_wq.pack``) for the app's
 environment; the SubmitTask is sent when it is built (at once when cached),
@@ -27,86 +27,57 @@ and the worker runs the app with that environment's python (docs/pack.md).
 
 One broken state: if the manager process exits unexpectedly, every pending
 future fails with the same ``ExecutorBroken`` and later ``submit`` calls raise it.
+
+The rest of the user's process has a module each: the configuration
+(``config``), workers and secrets (``workers``), collecting results
+(``collector``), the manager process (``manager_process``). ``WorkQueueExecutor``
+is over 300 lines because its docstring documents every parameter, as
+Parsl's own executors do; its code is about 200.
 """
 
 import functools
 import logging
-import math
 import os
-import shlex
-import socket
 import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import typeguard
 from parsl.data_provider.staging import Staging
 from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.states import TERMINAL_STATES
-from parsl.monitoring.message_type import MessageType
 from parsl.monitoring.radios.base import RadioConfig
 from parsl.monitoring.radios.filesystem import FilesystemRadio
 from parsl.providers import LocalProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
-from parsl_wq.client import joining, security, serialize
-from parsl_wq.client.checks import check_options
-from parsl_wq.engine import features, load_work_queue
-from parsl_wq.errors import ConfigurationError, DeliveryFailed, ExecutorBroken, ExecutorShutdown, PackError
+from parsl_wq.client import serialize, worker_program, workers
+from parsl_wq.client.collector import Collector, Pending, Submitted, TaskFuture
+from parsl_wq.client.config import Settings, manager_config, parameters, task_options
 from parsl_wq.client.factory import FactoryProcess, WorkerFactory
 from parsl_wq.client.files import FilePlanner
 from parsl_wq.client.manager_process import STOP_TIMEOUT, ManagerProcess
-from parsl_wq.protocol import results
-from parsl_wq.protocol.messages import ManagerConfig, QueueState, SubmitTask, TaskDone
-from parsl_wq.manager.monitor import DEFAULT_INTERVAL
-from parsl_wq.client.nodes import NodeRecords
-from parsl_wq.client.outcomes import task_outcome
-from parsl_wq.pack import Packer
-from parsl_wq.pack.cache import default_cache_dir
 from parsl_wq.client.progress import ProgressBar
 from parsl_wq.client.progress import wanted as progress_wanted
 from parsl_wq.client.resources import Resources, parse_resource_specification
 from parsl_wq.client.run_status import RunStatus
-from parsl_wq.client.tasks import NODE_TMPDIR, TaskFiles, TaskOptions, app_name, extra_inputs, warm_launcher
-from parsl_wq.client.usage import UsageSummary, monitoring_record
+from parsl_wq.client.tasks import TaskFiles, app_name, warm_launcher
+from parsl_wq.client.usage import UsageSummary
+from parsl_wq.engine import features, load_work_queue
+from parsl_wq.errors import ConfigurationError, ExecutorBroken, ExecutorShutdown, PackError
+from parsl_wq.protocol.messages import SubmitTask
+from parsl_wq.protocol.sandbox import WORKER_PROGRAM
 
 logger = logging.getLogger(__name__)
 
 WORK_QUEUE_DEFAULT_PORT = 9123
 DEFAULT_CATEGORY = "parsl-default"
+DEFAULT_MONITOR_INTERVAL = 1    # seconds: resource_monitor's shortest (parsl_wq.manager.monitor)
 
-
-@dataclass(frozen=True)
-class _Submitted:
-    """What the executor remembers about a task until it finishes."""
-    slots: int
-    category: str
-    declares_cores: bool
-    monitoring_ids: Optional[Tuple[int, int]]     # Parsl's (task_id, try_id) when monitoring is on
-    inputs: Tuple[str, ...]                       # submit-side paths of the files sent with the task
-    app: str = ""
-    submitted_at: float = 0.0
-
-
-class TaskFuture(Future):
-    """The future of one task, whose done-callbacks cannot stop the delivery of results.
-
-    ``concurrent.futures`` guards callbacks only against ``Exception``: one that
-    raises ``SystemExit`` or ``KeyboardInterrupt`` would skip the callbacks
-    after it and end the collector thread, which runs them. Here each
-    callback's ``BaseException`` is logged, and the next callback runs.
-    """
-
-    def _invoke_callbacks(self) -> None:
-        for callback in self._done_callbacks:
-            try:
-                callback(self)
-            except BaseException:
-                logger.exception("a done-callback of task %s raised", getattr(self, "parsl_executor_task_id", "?"))
+__all__ = ["WorkQueueExecutor", "TaskFuture"]
 
 
 class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
@@ -302,7 +273,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  pack_cache_dir: Optional[str] = None,
                  autolabel: bool = False,
                  autolabel_window: int = 1,
-                 monitor_interval: Optional[int] = DEFAULT_INTERVAL,
+                 monitor_interval: Optional[int] = DEFAULT_MONITOR_INTERVAL,
                  autocategory: bool = True,
                  allocation_mode: Optional[str] = None,
                  category_max_resources: Optional[Dict[str, Dict[str, int]]] = None,
@@ -323,71 +294,30 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  fast_abort: Optional[float] = None,
                  scaling_cores_per_worker: int = 1,
                  remote_monitoring_radio: Optional[RadioConfig] = None):
+        given = parameters(WorkQueueExecutor.__init__, locals())
         if provider is not None and factory is not None:
             raise ConfigurationError("factory", factory, "either a provider or a factory starts the "
                                      "workers, not both: leave provider unset")
         if provider is None and factory is None:
             provider = LocalProvider()
         BlockProviderExecutor.__init__(self, provider=provider, block_error_handler=True)
-        self.factory = factory
-        self.label = label
-        self.working_dir = working_dir
-        self.project_name = project_name
-        self.catalog = catalog
-        self.project_password_file = project_password_file
-        self.require_password = require_password
-        self.ssl = ssl
-        self.address = address
-        self.port = port
-        self.env = env
-        self.shared_fs = shared_fs
-        self.storage_access = storage_access
-        self.use_cache = use_cache
-        self.source = source
-        self.pack = pack
-        self.extra_pkgs = extra_pkgs
-        self.pack_cache_dir = pack_cache_dir
-        self.autolabel = autolabel
-        self.autolabel_window = autolabel_window
-        self.monitor_interval = monitor_interval
-        self.autocategory = autocategory
-        self.allocation_mode = allocation_mode
-        self.category_max_resources = category_max_resources
-        self.category_first_allocation = category_first_allocation
-        self.keepalive_interval = keepalive_interval
-        self.keepalive_timeout = keepalive_timeout
-        self.max_retries = max_retries
-        self.init_command = init_command
-        self.worker_options = worker_options
-        self.full_debug = full_debug
-        self.worker_executable = worker_executable
-        self.function_dir = function_dir
-        self.max_bundle = max_bundle
-        self.coprocess = coprocess
-        self.progress = progress
-        self.extra_input_files = list(extra_input_files)
-        self.x509_proxy = x509_proxy
-        self.fast_abort = fast_abort
-        self.scaling_cores_per_worker = scaling_cores_per_worker
-        self.remote_monitoring_radio = remote_monitoring_radio or FilesystemRadio()
+        given.update(extra_input_files=list(extra_input_files),
+                     remote_monitoring_radio=remote_monitoring_radio or FilesystemRadio())
+        for name, value in given.items():   # Parsl reads each parameter as an attribute of its name
+            if name != "provider":          # BlockProviderExecutor's property
+                setattr(self, name, value)
         self._engine = features(load_work_queue())
-        checked = check_options(self, self._engine)
-        self._mode, self._category_max, self._category_first = checked.mode, checked.max, checked.first
+        self._settings = Settings.of(self, self._engine)     # a bad value fails here, not at start()
 
-        self._lock = threading.Lock()
-        self._next_id = 0
-        self._submitted: Dict[int, _Submitted] = {}
-        self._outstanding_slots = 0
+        self._pending = Pending()
         self._learned_cores: Dict[str, int] = {}
         self.usage_summary = UsageSummary()
         self._manager: Optional[ManagerProcess] = None
+        self._collector: Optional[Collector] = None
+        self._collector_thread: Optional[threading.Thread] = None
         self._factory: Optional[FactoryProcess] = None
-        self._packer: Optional[Packer] = None
-        self._password_file: Optional[str] = None
-        self._tls_files: Optional[Tuple[str, str]] = None
-        self._collector: Optional[threading.Thread] = None
+        self._packer = None
         self._run_status: Optional[RunStatus] = None
-        self._nodes: Optional[NodeRecords] = None
         self._stopping = False
         self._early_blocks = 0
         self.worker_port: Optional[int] = None
@@ -398,40 +328,45 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def start(self) -> None:
         """Create the run directory, start the manager process and the first blocks of workers."""
         super().start()
+        self._settings = settings = Settings.of(self, self._engine)   # as the config left the attributes
         self._log_dir = os.path.join(self.run_dir, self.label)
-        if self.function_dir is None:
+        if settings.function_dir is None:
             self._data_dir = os.path.join(self._log_dir, "function_data")
         else:
-            self._data_dir = os.path.join(self.function_dir, self.run_id or str(time.time()), self.label)
+            self._data_dir = os.path.join(settings.function_dir, self.run_id or str(time.time()), self.label)
         os.makedirs(self._log_dir, mode=0o700, exist_ok=True)
         self._run_status = RunStatus(self._log_dir, self.usage_summary,
-                                     ProgressBar(self.label) if progress_wanted(self.progress) else None)
-        self._task_files = TaskFiles(self._data_dir, TaskOptions(
-            python=sys.executable, monitored=self.autolabel, shared_fs=self.shared_fs,
-            init_command=self.init_command, env=dict(self.env or {}), max_retries=self.max_retries,
-            warm=self.coprocess, monitor_interval=self.monitor_interval,
-            extra_inputs=extra_inputs(self.extra_input_files), proxy=self._proxy()))
+                                     ProgressBar(self.label) if progress_wanted(settings.progress) else None)
+        program = worker_program.build(os.path.join(self._log_dir, WORKER_PROGRAM))
+        self._task_files = TaskFiles(self._data_dir, task_options(settings, sys.executable,
+                                                                  workers.grid_proxy(settings)), program)
         self._task_files.create_folders()
-        self._function_cache_dir = self._task_files.function_dir
-        self._files = FilePlanner(self.shared_fs, self.use_cache)
-        self._warm_launcher = warm_launcher(self._log_dir, sys.executable, self._task_files.worker_program) if self.coprocess else None
-        if self.pack:
-            self._packer = Packer(self.pack_cache_dir or default_cache_dir(), self.extra_pkgs or ())
+        self._files = FilePlanner(settings.shared_fs, settings.use_cache)
+        self._warm_launcher = warm_launcher(self._log_dir, sys.executable) if settings.coprocess else None
+        if settings.pack:
+            from parsl_wq.pack import Packer
+            from parsl_wq.pack.cache import default_cache_dir
+            self._packer = Packer(settings.pack_cache_dir or default_cache_dir(), settings.extra_pkgs or ())
 
-        self._password_file = self._choose_password_file()
-        self._tls_files = self._choose_tls_files()
-        self._start_manager()
-        self._collector = threading.Thread(target=self._collect, name=f"{self.label}-collector", daemon=True)
-        self._collector.start()
-        self.worker_command = self._worker_command()
+        self._secrets = workers.Secrets.choose(settings, self._engine, self._log_dir)
+        self._manager = ManagerProcess(self.label, self._log_dir)
+        self.worker_port = self._manager.start(manager_config(settings, self._log_dir, self._task_files.task_dir,
+                                                              self._secrets.password_file, self._secrets.tls_files))
+        self._collector = Collector(self, self._manager, self._pending, self._run_status, self.usage_summary,
+                                    self._learned_cores, settings.mode, self._break)
+        self._collector_thread = threading.Thread(target=self._collector.run, name=f"{self.label}-collector",
+                                                  daemon=True)
+        self._collector_thread.start()
+        self.worker_command = workers.worker_command(settings, self._secrets, self.worker_port, self._warm_launcher)
         logger.info("WorkQueueExecutor %s: manager listening on port %d; workers start with: %s",
                     self.label, self.worker_port, self.worker_command)
-        self._run_status.write_run(self._run_description())
+        self._run_status.write_run(workers.run_description(settings, self._secrets, self.run_id, self.worker_port,
+                                                           self._warm_launcher, self.worker_command, self._engine))
         if self.provider is not None and self.provider.init_blocks > 0:
             self.scale_out_facade(self.provider.init_blocks)
             self._early_blocks = self.provider.init_blocks
-        if self.factory is not None:
-            self._start_factory()
+        if settings.factory is not None:
+            self._factory = workers.start_factory(settings, self._secrets, self.worker_port, self._log_dir)
 
     def scale_out_facade(self, n: int) -> List[str]:
         """Start ``n`` more blocks of workers.
@@ -444,96 +379,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         if self._early_blocks:
             n, self._early_blocks = max(0, n - self._early_blocks), 0
         return super().scale_out_facade(n) if n > 0 else []
-
-    def _proxy(self) -> Optional[str]:
-        """The grid proxy file shipped with every task: ``x509_proxy``, else ``$X509_USER_PROXY`` if it exists."""
-        if self.x509_proxy is False:
-            return None
-        if isinstance(self.x509_proxy, str):
-            return os.path.abspath(self.x509_proxy)
-        path = os.environ.get("X509_USER_PROXY")
-        if path and not os.path.isfile(path):
-            logger.warning("WorkQueueExecutor %s: X509_USER_PROXY=%s is not a file; tasks get no proxy",
-                           self.label, path)
-            return None
-        return os.path.abspath(path) if path else None
-
-    def _choose_password_file(self) -> Optional[str]:
-        if self.project_password_file is not None:
-            if security.readable_by_others(self.project_password_file):
-                logger.warning("WorkQueueExecutor %s: %s can be read by other users; "
-                               "chmod 600 it", self.label, self.project_password_file)
-            return os.path.abspath(self.project_password_file)
-        if not self.require_password:
-            logger.warning("WorkQueueExecutor %s: require_password=False: any process that reaches "
-                           "the manager's port can join as a worker", self.label)
-            return None
-        return security.create_password_file(self._log_dir)
-
-    def _choose_tls_files(self) -> Optional[Tuple[str, str]]:
-        if self.ssl is False or not self._engine.tls:
-            return None
-        if isinstance(self.ssl, tuple):
-            return (os.path.abspath(self.ssl[0]), os.path.abspath(self.ssl[1]))
-        try:
-            return security.create_certificate(self._log_dir)
-        except OSError as e:
-            if self.ssl is True:
-                raise ConfigurationError("ssl", True, f"the run's certificate could not be made: {e}") from e
-            logger.warning("WorkQueueExecutor %s: workers connect without TLS: %s", self.label, e)
-            return None
-
-    def _start_manager(self) -> None:
-        self._manager = ManagerProcess(self.label, self._log_dir)
-        self.worker_port = self._manager.start(ManagerConfig(
-            port=self.port, log_dir=self._log_dir, project_name=self.project_name,
-            password_file=self._password_file, debug_log=self.full_debug,
-            monitor=self.autolabel, monitor_interval=self.monitor_interval, allocation_mode=self._mode,
-            autolabel_window=self.autolabel_window, category_max_resources=self._category_max,
-            category_first_allocation=self._category_first,
-            shutdown_workers=self.provider is not None or self.factory is not None,
-            catalog=self.catalog, keepalive_interval=self.keepalive_interval,
-            keepalive_timeout=self.keepalive_timeout, ssl=self._tls_files, max_bundle=self.max_bundle,
-            task_dir=self._task_files.task_dir, fast_abort=self.fast_abort))
-
-    def _start_factory(self) -> None:
-        manager = joining.factory_manager(self.project_name, self._worker_address(), self.worker_port)
-        scratch = os.path.join(self._log_dir, "factory")
-        os.makedirs(scratch, mode=0o700, exist_ok=True)
-        command = self.factory.command(manager, scratch, self._password_file, self.catalog,
-                                       tls=self._tls_files is not None)
-        self._factory = FactoryProcess(command, self._log_dir)
-        self._factory.start()
-        logger.info("WorkQueueExecutor %s: work_queue_factory started: %s", self.label,
-                    " ".join(self._factory.command))
-
-    def _worker_command(self) -> str:
-        # Work Queue points a task's TMPDIR at its sandbox; keep the node's for shared_fs apps.
-        parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', self.worker_executable]
-        parts += joining.worker_options(self._password_file, self._tls_files is not None, self._warm_launcher)
-        resources = worker_resources(self.provider, self.worker_options)
-        if resources:
-            parts.append(resources)
-        if self.worker_options:
-            parts.append(self.worker_options)
-        parts += joining.manager_arguments(self.project_name, self.catalog, self._worker_address(), self.worker_port)
-        return " ".join(parts)
-
-    def _run_description(self) -> Dict[str, Any]:
-        """What ``parsl-wq workers`` needs to tell how to join this run (run.json)."""
-        return {"label": self.label, "run_id": self.run_id, "address": self._worker_address(),
-                "address_given": self.address is not None,
-                "port": self.worker_port, "project_name": self.project_name, "catalog": self.catalog,
-                "password_file": self._password_file, "tls": self._tls_files is not None,
-                "coprocess": self._warm_launcher, "worker_command": self.worker_command,
-                "engine": self._engine.description}
-
-    def _worker_address(self) -> str:
-        if self.address:
-            return self.address
-        if isinstance(self.provider, LocalProvider) or (self.factory and self.factory.batch_type == "local"):
-            return "127.0.0.1"
-        return socket.gethostname()
 
     def _get_launch_command(self, block_id: str) -> str:
         return f"PARSL_WORKER_BLOCK_ID={block_id} {self.worker_command}"
@@ -555,9 +400,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             raise self.executor_exception
         if self._manager is None:
             raise ExecutorBroken(self.label, "submit() was called before start()")
-        with self._lock:
-            task_id = self._next_id
-            self._next_id += 1
+        task_id = self._pending.new_id()
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
         function_name, function_file = self._task_files.write_function(func)
         arguments = self._task_files.arguments(func, task_args, task_kwargs)
@@ -566,15 +409,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         future.parsl_executor_task_id = task_id  # type: ignore[attr-defined]
         category = self._category(func, resources)
         inputs = self._task_files.inputs(function_name)
-        record = _Submitted(slots=self._slots(category, resources), category=category,
-                            declares_cores=resources.cores is not None,
-                            monitoring_ids=_monitoring_ids(kwargs),
-                            inputs=inputs + tuple(f.local for f in staging.inputs),
-                            app=app_name(func), submitted_at=time.time())
-        with self._lock:
-            self._tasks[task_id] = future
-            self._submitted[task_id] = record
-            self._outstanding_slots += record.slots
+        record = Submitted(slots=self._slots(category, resources), category=category,
+                           declares_cores=resources.cores is not None, monitoring_ids=_monitoring_ids(kwargs),
+                           inputs=inputs + tuple(f.local for f in staging.inputs),
+                           app=app_name(func), submitted_at=time.time())
+        self._pending.add(task_id, future, record)
         self._run_status.submitted(category, record.app)
         message = functools.partial(self._task_files.message, task_id, function_name, arguments, category,
                                     resources, staging)
@@ -601,19 +440,15 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             return
         if not isinstance(error, PackError):
             error = PackError(f"building the environment failed: {type(error).__name__}: {error}")
-        with self._lock:
-            future = self._tasks.pop(task_id, None)
-            record = self._submitted.pop(task_id, None)
-            if record is not None:
-                self._outstanding_slots -= record.slots
-        self._note_finished(task_id, record, None, error)
+        future, record = self._pending.pop(task_id)
+        self._collector.finished(task_id, record, None, error)
         if future is not None and not future.done():
             future.set_exception(error)
 
     def _category(self, func: Callable, resources: Resources) -> str:
         if resources.category is not None:
             return resources.category
-        if self.autocategory:
+        if self._settings.autocategory:
             return getattr(serialize.unwrap(func), "__name__", DEFAULT_CATEGORY)
         return DEFAULT_CATEGORY
 
@@ -621,112 +456,19 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         """Cores the task will hold: declared, else learned for its category, else a whole worker."""
         if resources.cores is None and category in self._learned_cores:
             return self._learned_cores[category]
-        return resources.slots(self.scaling_cores_per_worker)
-
-    # ---------------------------------------------------------------- results
-
-    def _collect(self) -> None:
-        """Collector thread: deliver each TaskDone until the manager's channel closes.
-
-        A failure while delivering one task fails that task only; if the loop
-        itself cannot go on, the executor enters its broken state, so that no
-        future is left waiting.
-        """
-        try:
-            while True:
-                try:
-                    messages = self._manager.receive()
-                except (EOFError, OSError, ValueError):
-                    break
-                for message in messages:
-                    if isinstance(message, TaskDone):
-                        self._deliver(message)
-                    elif isinstance(message, QueueState):
-                        self._queue_state(message)
-        except BaseException as e:
-            logger.exception("WorkQueueExecutor %s: the result collector failed", self.label)
-            self._break(f"the thread that collects results failed: {type(e).__name__}: {e}")
-            return
-        if not self._stopping:
-            self._break(f"the Work Queue manager process exited unexpectedly "
-                        f"(exit code {self._manager.exit_code(timeout=5)}); "
-                        f"see {self._manager.log_path}: {self._manager.log_tail()}")
-
-    def _queue_state(self, state: QueueState) -> None:
-        """The run's status files and monitoring's node table; a failure here costs no app anything."""
-        try:
-            self._run_status.queue_state(state)
-            if self.submit_monitoring_radio is not None:
-                if self._nodes is None:
-                    self._nodes = NodeRecords(self.run_id, self.submit_monitoring_radio.send)
-                self._nodes.update(state)
-        except Exception:
-            logger.exception("WorkQueueExecutor %s: recording the queue's state failed", self.label)
-
-    def _note_finished(self, task_id: int, record: Optional[_Submitted], done: Optional[TaskDone],
-                       error: Optional[BaseException]) -> None:
-        """Count a resolved app in the run's status files; a failure here costs the app nothing."""
-        if record is None or self._run_status is None:
-            return
-        try:
-            self._run_status.finished(task_id, record.category, record.app, record.submitted_at, done, error)
-        except Exception:
-            logger.exception("WorkQueueExecutor %s: recording task %d failed", self.label, task_id)
-
-    def _deliver(self, done: TaskDone) -> None:
-        with self._lock:
-            future = self._tasks.pop(done.task_id, None)
-            record = self._submitted.pop(done.task_id, None)
-            if record is not None:
-                self._outstanding_slots -= record.slots
-        try:
-            self._resolve(done, future, record)
-        except BaseException as e:
-            logger.exception("WorkQueueExecutor %s: delivering task %d failed", self.label, done.task_id)
-            if future is not None and not future.done():
-                future.set_exception(DeliveryFailed(done.task_id, e))
-
-    def _resolve(self, done: TaskDone, future: Optional[Future], record: Optional[_Submitted]) -> None:
-        ok, value = task_outcome(done, record.inputs if record is not None else ())
-        if done.usage is not None and record is not None:
-            try:
-                self._account(done, record, ok)
-            except Exception:       # the usage table or monitoring must not cost the app its result
-                logger.exception("WorkQueueExecutor %s: accounting for task %d failed", self.label, done.task_id)
-        self._note_finished(done.task_id, record, done, None if ok else value)
-        if future is None or future.done():
-            return
-        future.resource_usage = done.usage  # type: ignore[attr-defined]
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def _account(self, done: TaskDone, record: _Submitted, ok: bool) -> None:
-        """Fold a task's usage into the summary, the learned cores and Parsl monitoring."""
-        usage = done.usage
-        self.usage_summary.add(usage, succeeded=ok, exhausted=done.result_name == results.RESOURCE_EXHAUSTION)
-        learned = usage.allocated.get("cores")
-        if (ok and learned and usage.attempts == 1 and not record.declares_cores
-                and self._mode != "fixed"):
-            self._learned_cores[record.category] = max(1, math.ceil(learned))
-        if record.monitoring_ids is not None and self.submit_monitoring_radio is not None and usage.measured:
-            parsl_task_id, try_id = record.monitoring_ids
-            self.submit_monitoring_radio.send(
-                (MessageType.RESOURCE_INFO, monitoring_record(usage, self.run_id, parsl_task_id, try_id)))
+        return resources.slots(self._settings.scaling_cores_per_worker)
 
     # ------------------------------------------------------------ broken state
 
     def _break(self, reason: str) -> None:
         """Enter the broken state: fail every pending future with one exception."""
         exception = ExecutorBroken(self.label, reason)
-        with self._lock:
+        with self._pending.lock:
             if self._executor_bad_state.is_set():
                 return
             self._executor_exception = exception
             self._executor_bad_state.set()
-            pending = list(self._tasks.values())
-            self._tasks.clear()
+        pending = self._pending.pop_futures()
         logger.error("%s", exception)
         for future in pending:
             if not future.done():
@@ -744,7 +486,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         A task holds the cores it declares; one that declares none holds what
         its category learned (with a learning ``allocation_mode``), else a whole worker.
         """
-        return self._outstanding_slots
+        return self._pending.slots
 
     def monitor_resources(self) -> bool:
         """Whether Parsl's own per-task resource monitor should run on the workers.
@@ -753,11 +495,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         task and the executor sends those measurements to Parsl monitoring;
         a second monitor process per task would only add cost.
         """
-        return not self.autolabel
+        return not self._settings.autolabel
 
     @property
     def workers_per_node(self) -> int:
-        return self.scaling_cores_per_worker
+        return self._settings.scaling_cores_per_worker
 
     # ---------------------------------------------------------------- shutdown
 
@@ -768,23 +510,22 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         directory and logs it.
         """
         self._stopping = True
+        if self._collector is not None:
+            self._collector.stopping = True
         if self._manager is not None:
             self._manager.stop()
-        if self._collector is not None:
-            self._collector.join(timeout=STOP_TIMEOUT)
+        if self._collector_thread is not None:
+            self._collector_thread.join(timeout=STOP_TIMEOUT)
         self._write_usage_summary()
         if self._packer is not None:
             self._packer.shutdown()
         self._cancel_blocks()
         if self._factory is not None:
             self._factory.stop()
-        with self._lock:
-            leftover = dict(self._tasks)
-            self._tasks.clear()
-            records = {task_id: self._submitted.pop(task_id, None) for task_id in leftover}
-        for task_id, future in leftover.items():
+        for task_id, (future, record) in self._pending.pop_all().items():
             error = ExecutorShutdown(self.label, task_id)
-            self._note_finished(task_id, records[task_id], None, error)
+            if self._collector is not None:
+                self._collector.finished(task_id, record, None, error)
             if not future.done():
                 future.set_exception(error)
         if self._run_status is not None:
@@ -810,20 +551,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                   if block not in self._status or self._status[block].state not in TERMINAL_STATES]
         if active:
             self.provider.cancel(active)
-
-
-def worker_resources(provider: Optional[ExecutionProvider], worker_options: str) -> str:
-    """``--cores``/``--memory`` options from the provider's ``cores_per_node``/``mem_per_node`` (GB), if set
-    and not already in ``worker_options``: a worker then offers what the batch system gave its job."""
-    options = []
-    cores = getattr(provider, "cores_per_node", None)
-    memory = getattr(provider, "mem_per_node", None)
-    given = shlex.split(worker_options or "")
-    if cores and not any(o == "--cores" or o.startswith("--cores=") for o in given):
-        options.append(f"--cores {int(cores)}")
-    if memory and not any(o == "--memory" or o.startswith("--memory=") for o in given):
-        options.append(f"--memory {int(memory * 1024)}")
-    return " ".join(options)
 
 
 def _monitoring_ids(kwargs: Dict[str, Any]) -> Optional[Tuple[int, int]]:

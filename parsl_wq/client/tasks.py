@@ -2,7 +2,6 @@
 
 Submit side, per run (``TaskFiles``)::
 
-    DATA_DIR/pwq_worker.pyz                the worker program (``parsl_wq.client.worker_program``)
     DATA_DIR/functions/pwq_fn_DIGEST.pkl   the app's function, once per content, cached on workers
     DATA_DIR/tasks/N.calls, N.results      the runner's files of Work Queue task N (``parsl_wq.manager``)
 
@@ -20,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from parsl_wq.client import serialize, worker_program
+from parsl_wq.client import serialize
 from parsl_wq.client.files import Staging
 from parsl_wq.client.resources import Resources
 from parsl_wq.errors import SerializationFailed
@@ -48,31 +47,24 @@ class TaskOptions:
     max_retries: Optional[int]
     warm: bool                  # coprocess=True
     monitor_interval: Optional[int]
-    extra_inputs: Tuple[Tuple[str, str], ...] = ()     # (submit-side path, name in the sandbox), every task
+    extra_inputs: Tuple[Tuple[str, str], ...] = ()     # extra_input_files: (submit-side path, name in the sandbox)
     proxy: Optional[str] = None     # the grid proxy shipped with every task, as PROXY
-
-
-def extra_inputs(paths) -> Tuple[Tuple[str, str], ...]:
-    """``extra_input_files`` as (absolute path, name in the sandbox): each file under its own name."""
-    return tuple((os.path.abspath(p), os.path.basename(p)) for p in paths)
 
 
 class TaskFiles:
     """The submit side's function files, and the SubmitTask of each app."""
 
-    def __init__(self, data_dir: str, options: TaskOptions):
+    def __init__(self, data_dir: str, options: TaskOptions, worker_program: str):
         self.data_dir = data_dir
         self.function_dir = os.path.join(data_dir, "functions")
         self.task_dir = os.path.join(data_dir, "tasks")
-        self.worker_program = os.path.join(data_dir, WORKER_PROGRAM)
+        self.worker_program = worker_program    # the worker program's path (``parsl_wq.client.worker_program``)
         self.options = options
         self._written_functions: set = set()
 
     def create_folders(self) -> None:
-        """The run's folders, and the worker program in them."""
         for folder in (self.data_dir, self.function_dir, self.task_dir):
             os.makedirs(folder, mode=0o700, exist_ok=True)
-        worker_program.build(self.worker_program)
 
     def function_path(self, function_name: str) -> str:
         return os.path.join(self.function_dir, function_name)
@@ -188,13 +180,17 @@ def runner_command(python: str, monitored: bool) -> str:
     return f"exec {run}" if monitored else f"{run}; exit $?"
 
 
-def warm_launcher(folder: str, python: str, program: str) -> str:
-    """Write the executable that ``work_queue_worker --coprocess`` starts (it runs the worker ``program``'s
-    warm host); returns its path."""
+def warm_launcher(folder: str, python: str) -> str:
+    """Write the executable that ``work_queue_worker --coprocess`` starts; returns its path.
+
+    It runs the worker program that lies beside it (``WORKER_PROGRAM`` in
+    ``folder``; Work Queue starts it by its absolute path) as a warm host, with
+    ``python`` if the node has it, else ``python3``.
+    """
     path = os.path.join(folder, "pwq-warm")
     with open(path, "w") as f:
         f.write(f"#!/bin/sh\nPY={shlex.quote(python)}; [ -x \"$PY\" ] || PY=python3\n"
-                f"exec \"$PY\" {shlex.quote(program)} warm\n")
+                f"exec \"$PY\" \"${{0%/*}}/{WORKER_PROGRAM}\" warm\n")
     os.chmod(path, 0o700)
     return path
 

@@ -23,7 +23,6 @@ import shutil
 from typing import Optional
 
 MONITOR_NAME = "pwq-resource-monitor"
-DEFAULT_INTERVAL = 1        # seconds: the monitor's shortest
 
 
 def sample_every(seconds: int, folder: str) -> Optional[str]:
