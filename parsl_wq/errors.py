@@ -211,13 +211,13 @@ class ResultUnreadable(ParslError):
 
 
 RESULT_EXPLANATIONS = {
-    "SUCCESS": "the runner exited without writing its result file",
-    "INPUT_MISSING": "an input file could not be sent to the worker; check that every input File exists on the submit side",
-    "OUTPUT_MISSING": "the result file or an output file did not come back from the worker; "
+    results.SUCCESS: "the runner exited without writing its result file",
+    results.INPUT_MISSING: "an input file could not be sent to the worker; check that every input File exists on the submit side",
+    results.OUTPUT_MISSING: "the result file or an output file did not come back from the worker; "
                       "check that the worker's Python can run the runner (see the task output)",
     "STDOUT_MISSING": "the task's standard output was lost",
-    "SIGNAL": "the task was killed by a signal",
-    "RESOURCE_EXHAUSTION": "the task used more resources than it was allocated",
+    results.SIGNAL: "the task was killed by a signal",
+    results.RESOURCE_EXHAUSTION: "the task used more resources than it was allocated",
     "TASK_TIMEOUT": "the task ran past its end time",
     "UNKNOWN": "Work Queue could not classify the failure",
     "FORSAKEN": "the task was abandoned by its worker and not retried",

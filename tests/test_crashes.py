@@ -124,7 +124,7 @@ def test_a_users_done_callback_that_raises_stops_nothing(dfk, raised):
     future.add_done_callback(callback)
     assert future.result(timeout=TIMEOUT) == "first"
     assert crash_apps.identity_app("next").result(timeout=TIMEOUT) == "next"
-    assert calls == ["first"] and dfk.executors["WorkQueueExecutor"]._collector.is_alive()
+    assert calls == ["first"] and dfk.executors["WorkQueueExecutor"]._collector_thread.is_alive()
 
 
 def test_an_app_that_leaves_a_thread_running_still_returns(dfk):

@@ -86,7 +86,7 @@ def test_an_app_runs_though_its_worker_got_the_workspace_of_a_killed_one(load_wi
         if engine_has_coprocesses():
             assert apps.add(2, 3).result(timeout=60) == 5
         else:
-            with pytest.raises(AppCrashed, match="load_pickle"):
+            with pytest.raises(AppCrashed, match="load_calls"):
                 apps.add(2, 3).result(timeout=60)
     finally:
         os.killpg(worker.pid, signal.SIGKILL)

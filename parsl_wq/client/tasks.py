@@ -174,7 +174,8 @@ def runner_command(python: str, monitored: bool) -> str:
     Under the resource monitor (autolabel) both engines report that for an
     exec'd Python; without it they report a bare N, so there the shell
     outlives Python and turns N into 128 + N. (A shell between the monitor
-    and Python would halve monitored throughput: 23 -> 12 tasks/s here.)
+    and Python halved monitored throughput: 23 -> 12 no-op tasks/s in the monitored row of
+    ``benchmarks/resources.py`` on Debian's 9.9.)
     """
     run = f"{python} {WORKER_PROGRAM} run {CALLS} {RESULTS}"
     return f"exec {run}" if monitored else f"{run}; exit $?"

@@ -36,7 +36,7 @@ def build(path: str) -> str:
                     source = f.read()
                 add(archive, f"{PACKAGE}/{package}/{name}", source)
                 if name.endswith(".py"):
-                    add(archive, f"{PACKAGE}/{package}/{name}c", bytecode(source, f"{package}/{name}"))
+                    add(archive, f"{PACKAGE}/{package}/{name}c", bytecode(source, f"{PACKAGE}/{package}/{name}"))
     os.replace(temporary, path)
     return path
 

@@ -14,8 +14,9 @@ then serves (``parsl_wq.manager.manager``).
 Work Queue's ``wait`` holds the GIL for up to a second, so the queue lives in
 a process of its own. This package imports only the standard library and
 Work Queue (``tests/test_layout.py`` checks it): the process is ready in
-about 0.2 s (the first-result row of ``benchmarks/bundling.py``), most of it
-importing Work Queue's own module; importing Parsl would add about half a second.
+about 0.2 s (``python -c "import parsl_wq.manager.__main__, parsl_wq.engine as
+e; e.load_work_queue()"``, docs/design.md), most of it importing Work Queue's
+own module; importing Parsl would add about half a second.
 """
 
 import sys

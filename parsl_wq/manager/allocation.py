@@ -21,7 +21,7 @@ worker); these retries do not count against ``max_retries``. A task that goes
 past what it declared, or past the maximum, fails with RESOURCE_EXHAUSTION.
 
 Work Queue labels cores, memory and disk of a learning category by default
-(measured here: mode MAX learns 1 core for a task that sleeps), so nothing
+(mode MAX learns 1 core for a task that sleeps: ``tests/test_resources.py``), so nothing
 needs turning on per resource.
 """
 

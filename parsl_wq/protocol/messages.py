@@ -16,8 +16,8 @@ Standard library only: the manager process imports it and must start fast.
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from parsl_wq.protocol.sandbox import Call
-from parsl_wq.protocol.warm import WarmCall
+from .sandbox import Call
+from .warm import WarmCall
 
 ALLOCATION_MODES = ("fixed", "max-seen", "max-throughput")     # ManagerConfig.allocation_mode
 RESOURCES = ("cores", "memory", "disk", "gpus")     # what a category table (category_max_resources) may set

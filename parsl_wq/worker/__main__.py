@@ -38,3 +38,7 @@ def run(calls_file, results_file):
 def leave_program_path(program):
     """Take the worker program off ``sys.path`` once its modules are loaded: its names must not shadow the apps'."""
     sys.path[:] = [p for p in sys.path if os.path.abspath(p) != program]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
