@@ -10,8 +10,8 @@ from typing import Any, Iterable, Optional
 from parsl.errors import ParslError
 from parsl.executors.errors import InvalidResourceSpecification as _ParslInvalidResourceSpecification
 
-from parsl_wq.client.usage import describe_exhaustion
 from parsl_wq.protocol import results
+from parsl_wq.protocol.messages import TaskUsage, amount
 
 
 class EngineNotFound(ImportError):
@@ -100,6 +100,16 @@ class TaskFailure(ParslError):
 
     def _headline(self) -> str:
         return f"task {self.task_id} failed in Work Queue ({self.result}): {self.explanation}"
+
+
+def describe_exhaustion(usage: TaskUsage) -> str:
+    """For example ``memory: used 812 MB, limit 400 MB``; one entry per resource exceeded."""
+    parts = []
+    for resource, limit in sorted(usage.exceeded.items()):
+        used = usage.measured.get(resource)
+        used_text = amount(resource, used) if used is not None else "unknown"
+        parts.append(f"{resource}: used {used_text}, limit {amount(resource, limit)}")
+    return "; ".join(parts) or "Work Queue did not say which resource"
 
 
 class ResourceExhausted(TaskFailure):

@@ -19,7 +19,8 @@ from parsl_wq.protocol.sandbox import Call
 from parsl_wq.worker import runner
 from parsl_wq.client.files import FilePlanner, sandbox_name
 from parsl_wq.client.resources import Resources, check_category_table, parse_resource_specification
-from parsl_wq.client.usage import UsageSummary, describe_exhaustion, monitoring_record, resource_usage
+from parsl_wq.client.usage import UsageSummary, monitoring_record, resource_usage
+from parsl_wq.errors import describe_exhaustion
 
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from parsl_wq.client import joining, run_status
-from parsl_wq.client.usage import amount, amounts
+from parsl_wq.protocol.messages import amount, amounts
 
 EXIT_OK, EXIT_PROBLEM, EXIT_NO_RUN = 0, 1, 3      # and argparse's 2 for a bad command line
 DEFAULT_RUN_DIR = "runinfo"

@@ -12,11 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from parsl.dataflow.futures import AppFuture
 
-from parsl_wq.protocol.messages import TaskUsage
-
-UNITS = {"cores": "", "gpus": "", "memory": " MB", "disk": " MB", "virtual_memory": " MB",
-         "wall_time": " s", "cpu_time": " s", "bytes_read": " B", "bytes_written": " B"}
-
+from parsl_wq.protocol.messages import TaskUsage, amount, amounts
 
 def resource_usage(future) -> Optional[TaskUsage]:
     """The ``TaskUsage`` of a finished task, or None if it did not run through parsl_wq.
@@ -27,28 +23,6 @@ def resource_usage(future) -> Optional[TaskUsage]:
     if isinstance(future, AppFuture):   # its __getattr__ would make a new future of any name
         future = future.task_record.get("exec_fu")
     return getattr(future, "resource_usage", None)
-
-
-def amount(resource: str, value: float) -> str:
-    """``value`` with its unit: ``amount("memory", 812) == "812 MB"``."""
-    number = f"{value:.2f}".rstrip("0").rstrip(".") if resource in ("cores", "wall_time", "cpu_time") \
-        else f"{value:.0f}"
-    return number + UNITS.get(resource, "")
-
-
-def amounts(values: Dict[str, float]) -> str:
-    """For example ``cores 1, memory 250 MB``, by resource name; "-" for none."""
-    return ", ".join(f"{r} {amount(r, v)}" for r, v in sorted(values.items())) or "-"
-
-
-def describe_exhaustion(usage: TaskUsage) -> str:
-    """For example ``memory: used 812 MB, limit 400 MB``; one entry per resource exceeded."""
-    parts = []
-    for resource, limit in sorted(usage.exceeded.items()):
-        used = usage.measured.get(resource)
-        used_text = amount(resource, used) if used is not None else "unknown"
-        parts.append(f"{resource}: used {used_text}, limit {amount(resource, limit)}")
-    return "; ".join(parts) or "Work Queue did not say which resource"
 
 
 MB = 1024 * 1024

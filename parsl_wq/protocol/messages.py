@@ -105,6 +105,23 @@ class TaskUsage:
     ended: float = 0.0      # when it ended
 
 
+# The unit of each resource of a TaskUsage, as the user reads it.
+UNITS = {"cores": "", "gpus": "", "memory": " MB", "disk": " MB", "virtual_memory": " MB",
+         "wall_time": " s", "cpu_time": " s", "bytes_read": " B", "bytes_written": " B"}
+
+
+def amount(resource: str, value: float) -> str:
+    """``value`` with its unit: ``amount("memory", 812) == "812 MB"``."""
+    number = f"{value:.2f}".rstrip("0").rstrip(".") if resource in ("cores", "wall_time", "cpu_time") \
+        else f"{value:.0f}"
+    return number + UNITS.get(resource, "")
+
+
+def amounts(values: Dict[str, float]) -> str:
+    """For example ``cores 1, memory 250 MB``, by resource name; "-" for none."""
+    return ", ".join(f"{r} {amount(r, v)}" for r, v in sorted(values.items())) or "-"
+
+
 @dataclass(frozen=True)
 class TaskDone:
     task_id: int
