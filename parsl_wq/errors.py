@@ -236,10 +236,10 @@ RESULT_EXPLANATIONS = {
     "DISK_ALLOC_FULL": "the task filled the disk allocated to its sandbox",
     "RMONITOR_ERROR": "the resource monitor wrapping the task failed",
     results.NOT_SUBMITTED: "Work Queue refused to accept the task",
-    results.NOT_STARTED: "the worker could not set up the task's sandbox (link its input files into it) on any of "
-                   "its tries, its inputs sent anew each time, so the app never ran; the worker's log says why "
-                   "(start it with -d all). One cause: folders left in /tmp by killed workers (docs/usage.md, "
-                   "\"When workers fail\")",
+    results.NOT_STARTED: "the worker could not set up the task's sandbox on any of its tries, its inputs sent anew "
+                   "each time (it could not link its input files into it, or found another task's calls file "
+                   "there), so the app never ran; manager.log and the worker's log say why (start it with -d all). "
+                   "One cause: folders left in /tmp by killed workers (docs/usage.md, \"When workers fail\")",
     results.WARM_PROCESS_LOST: "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
                          "died while running the app, or the app ran past Work Queue's one-hour limit for a "
                          "coprocess call; later apps run in a new warm process",

@@ -27,10 +27,11 @@ WORKER_SIDE = {
     "unloadable-exception": (RemoteException, "crash_apps.UnloadableError: crash-table unloadable"),
     "recursion": (RecursionError, "maximum recursion depth exceeded"),
     "os-exit": (AppCrashed, "the app's Python exited with code 3 before writing its result"),
+    "os-exit-5": (AppCrashed, "the app's Python exited with code 5 before writing its result"),
     "segfault": (AppCrashed, "the app's Python was killed by signal 11 (SIGSEGV)"),
     "sigkill": (AppCrashed, "the app's Python was killed by signal 9 (SIGKILL): out of memory, a time limit, or a kill"),
 }
-CRASHES = ("os-exit", "segfault", "sigkill")   # the Python process dies; no exception to send
+CRASHES = ("os-exit", "os-exit-5", "segfault", "sigkill")   # the Python process dies; no exception to send
 SUBMIT_SIDE = {   # a segfault here would end the test process itself, so only what Python can raise
     "raise": "ValueError",
     "exit": "SystemExit",

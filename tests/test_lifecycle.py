@@ -67,30 +67,36 @@ def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
 
 def test_an_app_runs_though_its_worker_got_the_workspace_of_a_killed_one(load_without_workers, tmp_path):
     """A worker killed by SIGKILL leaves /tmp/worker-UID-PID behind; a new worker that gets the same process id
-    uses it, stale sandboxes included. The first task's sandbox is in the way here, as such a leftover would be.
+    uses it, stale sandboxes included. The first task's sandbox is in the way here, as such a leftover would be,
+    with the calls file of another run in it: a pickle that leaves a mark if anything loads it.
 
-    cctools 7.17's worker does not start the task, which goes again in a new sandbox. Debian's 9.9 worker runs
-    it with the stale file in place of the task's own (docs/engines.md): here one that is not a pickle."""
-    from conftest import engine_has_coprocesses, start_worker, worker_workspace
-    from parsl_wq.errors import AppCrashed
+    cctools 7.17's worker does not start the task. Debian's 9.9 worker runs it with the stale file in place of
+    the task's own (docs/engines.md), and the runner refuses that file, loading nothing of it. On both, the task
+    goes again in a new sandbox and the app runs."""
+    import pickle
+
+    from conftest import Planted, engine_has_coprocesses, start_worker, worker_workspace
+    from parsl_wq.protocol import sandbox
     executor = load_without_workers()
     worker = start_worker(executor, 1, tmp_path)
+    mark = tmp_path / "loaded"
     try:
         assert wait_until(lambda: len(worker_processes()) == 1, timeout=10)
         (process,) = worker_processes()
         workspace = worker_workspace(process)
         assert wait_until(lambda: os.path.isdir(workspace), timeout=10)
         os.makedirs(os.path.join(workspace, "t.1"))
-        with open(os.path.join(workspace, "t.1", "pwq_calls.pkl"), "w") as f:
-            f.write("left by a killed worker")
-        if engine_has_coprocesses():
-            assert apps.add(2, 3).result(timeout=60) == 5
-        else:
-            with pytest.raises(AppCrashed, match="load_calls"):
-                apps.add(2, 3).result(timeout=60)
+        with open(os.path.join(workspace, "t.1", sandbox.CALLS), "wb") as f:
+            f.write(sandbox.calls_file("0123456789abcdef.0", [(Planted(str(mark)),)], pickle.dumps))
+        assert apps.add(2, 3).result(timeout=60) == 5
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
+    assert not mark.exists()
+    with open(os.path.join(executor._log_dir, "manager.log")) as f:
+        log = f.read()
+    why = "could not set up its sandbox" if engine_has_coprocesses() else "a calls file that was not its own"
+    assert f"{why}, so no app ran; submitted again" in log, log
 
 
 def test_killed_manager_fails_every_pending_future_and_later_submits(fresh_dfk):

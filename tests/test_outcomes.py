@@ -131,10 +131,11 @@ def test_a_runner_that_cannot_write_its_result_says_so(tmp_path):
     import subprocess
     import sys
     (tmp_path / "fn").write_bytes(serialize.serialize_function(max))
-    (tmp_path / "calls").write_bytes(pickle.dumps(sandbox.calls_file([Call(1, "fn", pickle.dumps(((1, 2), {})), [], [])])))
+    (tmp_path / "calls").write_bytes(sandbox.calls_file("run.1", [Call(1, "fn", pickle.dumps(((1, 2), {})), [], [])],
+                                                        pickle.dumps))
     program = worker_program.build(str(tmp_path / sandbox.WORKER_PROGRAM))
     real = subprocess.run([sys.executable, program, "run", "calls", "missing/dir/results"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, PWQ_CALLS_ID="run.1"))
     exc = outcomes.failure_without_result(done(exit_code=real.returncode, output=real.stderr), ())
     assert "could not write its result file" in str(exc) and "missing/dir/results" in str(exc)
 

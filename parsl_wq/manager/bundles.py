@@ -25,9 +25,11 @@ one Python and writes one outcome per app (``parsl_wq.worker.runner.run``).
 Standard library only: the manager process imports it.
 """
 
+import functools
 import itertools
 import json
 import math
+import pickle
 from collections import deque
 from typing import Deque, Dict, Hashable, List, Tuple
 
@@ -133,6 +135,7 @@ class Backlog:
         return [message for _, message in taken]
 
 
-def calls(messages: List[SubmitTask]) -> list:
-    """The content of the calls file of a task that runs ``messages`` (``parsl_wq.protocol.sandbox``)."""
-    return calls_file(m.call for m in messages)
+def calls(identity: str, messages: List[SubmitTask]) -> bytes:
+    """The calls file, with id ``identity``, of a task that runs ``messages`` (``parsl_wq.protocol.sandbox``)."""
+    dumps = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+    return calls_file(identity, (m.call for m in messages), dumps)

@@ -16,7 +16,7 @@ Conversation over the channel (``parsl_wq.protocol.messages``)::
 import dataclasses
 import itertools
 import os
-import pickle
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +30,7 @@ from parsl_wq.manager.waiting import ChannelWait
 from parsl_wq.protocol import results, warm
 from parsl_wq.protocol.channel import Channel
 from parsl_wq.protocol.messages import ManagerConfig, Stop, SubmitTask, TaskDone, TaskUsage
-from parsl_wq.protocol.sandbox import CALLS, RESULTS, read_results
+from parsl_wq.protocol.sandbox import CALLS, CALLS_ID, EXIT_NOT_OURS, NOT_OURS, RESULTS, calls_id, read_results
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the executor ends it at once
@@ -82,6 +82,7 @@ class Manager:
         self.restarts: Dict[int, int] = {}           # by the first app's id: times its task was not started
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
         self.task_numbers = itertools.count()
+        self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
     def serve(self) -> bool:
@@ -140,12 +141,14 @@ class Manager:
 
     def submit(self, apps: List[SubmitTask], fresh_inputs: bool = False) -> None:
         """Submit apps as one task; ``fresh_inputs`` sends every input again, under new names in the worker's cache."""
-        calls_file, results_file = (os.path.join(self.config.task_dir, f"{next(self.task_numbers)}.{kind}")
+        number = next(self.task_numbers)
+        identity = calls_id(self.run_token, number)
+        calls_file, results_file = (os.path.join(self.config.task_dir, f"{number}.{kind}")
                                     for kind in ("calls", "results"))
         try:
             with open(calls_file, "wb") as f:
-                pickle.dump(bundles.calls(apps), f, protocol=pickle.HIGHEST_PROTOCOL)
-            task = self.make_task(apps, calls_file, results_file, fresh_inputs)
+                f.write(bundles.calls(identity, apps))
+            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs)
             task_id = self.queue.submit(task)
             self.submitted[task_id] = Submitted(apps, calls_file, results_file)
             self.waiting.submitted(task)
@@ -155,12 +158,15 @@ class Manager:
                 self.channel.send(TaskDone(message.task_id, -1, results.NOT_SUBMITTED, -1,
                                            f"Work Queue refused the task: {e!r}"))
 
-    def make_task(self, apps: List[SubmitTask], calls_file: str, results_file: str, fresh_inputs: bool = False):
+    def make_task(self, apps: List[SubmitTask], identity: str, calls_file: str, results_file: str,
+                  fresh_inputs: bool = False):
         message = apps[0]
         if message.warm is None:
             task = self.wq.Task(message.command)
+            task.specify_environment_variable(CALLS_ID, identity)
         else:       # a coprocess gets neither the task's environment nor the resource monitor
-            task = self.wq.RemoteTask(warm.FUNCTION, warm.NAME, **warm.call_arguments(message.warm))
+            task = self.wq.RemoteTask(warm.FUNCTION, warm.NAME,
+                                      **warm.call_arguments(message.warm._replace(calls_id=identity)))
         task.specify_tag(str(message.task_id))
         task.specify_category(message.category)
         self.configure_category(message.category)
@@ -199,8 +205,9 @@ class Manager:
         apps = submitted.apps
         outcomes = submitted.outcomes()
         result_name = self.result_names.get(task.result, str(task.result))
-        if not_started(self.wq, task):
-            if self.restart(task, apps):
+        nothing_ran = self.nothing_ran(task, apps[0].warm is not None, outcomes)
+        if nothing_ran:
+            if self.restart(task, apps, nothing_ran):
                 return
             result_name = results.NOT_STARTED
         self.restarts.pop(apps[0].task_id, None)
@@ -219,14 +226,26 @@ class Manager:
         else:
             self.split(apps, done, outcomes)
 
-    def restart(self, task, apps: List[SubmitTask]) -> bool:
-        """Submit a task that its worker could not start again, its inputs sent anew; False past MAX_RESTARTS."""
+    def nothing_ran(self, task, warm_task: bool, outcomes: Dict[int, Tuple[bytes, float]]) -> Optional[str]:
+        """Why no app of the task ran, if its worker did not start it or its runner refused the calls file."""
+        if not_started(self.wq, task):
+            return "could not set up its sandbox"
+        code, output = task.return_status, task.output or ""
+        if warm_task:
+            answer = warm.decode_answer(output)
+            code, output = (answer.exit_code, answer.output) if answer is not None else (None, "")
+        if code == EXIT_NOT_OURS and NOT_OURS in output and not outcomes:   # not an app's os._exit(5)
+            return "found in the task's sandbox a calls file that was not its own"
+        return None
+
+    def restart(self, task, apps: List[SubmitTask], why: str) -> bool:
+        """Submit a task in which no app ran again, its inputs sent anew; False past MAX_RESTARTS."""
         restarts = self.restarts.get(apps[0].task_id, 0) + 1
         if restarts > MAX_RESTARTS:
             return False
         self.restarts[apps[0].task_id] = restarts
         print(f"Work Queue task {task.id} (apps {', '.join(str(a.task_id) for a in apps)}): the worker "
-              f"{task.hostname} could not set up its sandbox, so no app ran; submitted again with its inputs "
+              f"{task.hostname} {why}, so no app ran; submitted again with its inputs "
               f"sent anew ({restarts} of {MAX_RESTARTS})", file=sys.stderr, flush=True)
         self.submit(apps, fresh_inputs=True)
         return True

@@ -5,8 +5,9 @@ A task's sandbox on the worker holds, besides the app's own files::
     pwq_worker.pyz     the worker program (``parsl_wq.client.worker_program``); a cold
                        task runs ``python pwq_worker.pyz run pwq_calls.pkl pwq_results.pkl``
     pwq_fn_DIGEST.pkl  each app's function file (``parsl_wq.client.serialize``)
-    pwq_calls.pkl      CALLS: a pickle of a list of ``Call`` tuples, one per app, run in
-                       turn (one app, or a bundle: ``parsl_wq.manager.bundles``)
+    pwq_calls.pkl      CALLS: a line with the id of the task it was written for, then a
+                       pickle of a list of ``Call`` tuples, one per app, run in turn (one
+                       app, or a bundle: ``parsl_wq.manager.bundles``)
     pwq_results.pkl    RESULTS: written by the runner, one frame per app as it ends
     pwq_unpack.sh      with ``pack=True``: unpacks the environment's tarball
     pwq_x509_proxy     PROXY: the grid proxy, when the executor ships one
@@ -28,6 +29,7 @@ import struct
 from collections import namedtuple
 
 CALLS = "pwq_calls.pkl"
+CALLS_ID = "PWQ_CALLS_ID"   # the variable that tells a cold task's runner which calls file is its own
 RESULTS = "pwq_results.pkl"
 PROXY = "pwq_x509_proxy"
 UNPACKER = "pwq_unpack.sh"
@@ -46,21 +48,45 @@ renames      (sent, final) names of files it appends to, which the runner moves 
 
 FRAME = struct.Struct("!QQd")   # an app's id, the size of its outcome's pickle, the seconds its function ran
 
+# A calls file belongs to one task of one run: its id is "RUN.TASK", the run's random token and the manager's
+# number for the task. The runner runs only the calls file whose id it was given (CALLS_ID, or the warm call's
+# ``calls_id``), and reads the id before any pickle. Another file (left in a recycled sandbox by a killed worker,
+# of this run or an earlier one, or planted) is refused with nothing run or unpickled (EXIT_NOT_OURS, with
+# NOT_OURS in the output), and the manager sends the task again in a new sandbox.
+
 # The runner's exit codes. Any other code: the app's Python ended before writing every outcome
 # (os._exit, a signal, a crash in C code); a cold task turns a death by signal N into 128 + N.
 EXIT_OK = 0                     # every app's outcome was written
 EXIT_RUNNER_FAILED = 1          # the runner itself failed (its traceback is in the output)
 EXIT_UNPACK_FAILED = 3          # the packed environment could not be unpacked (with UNPACK_FAILED)
 EXIT_CANNOT_WRITE_RESULT = 4    # RESULTS could not be written (with CANNOT_WRITE_RESULT)
+EXIT_NOT_OURS = 5               # the calls file is not the task's own: nothing ran (with NOT_OURS)
 
 # Said in the task's output, and looked for there by the executor.
 CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"
 UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"
+NOT_OURS = "parsl_wq runner: not this task's calls file"
 
 
-def calls_file(calls):
-    """The calls file's content (before pickling): each ``Call`` as a plain tuple."""
-    return [tuple(call) for call in calls]
+def calls_id(run, task):
+    """The id of the calls file of the manager's task number ``task`` in run ``run``."""
+    return "%s.%d" % (run, task)
+
+
+def calls_file(identity, calls, dumps):
+    """The calls file's bytes: its id on the first line, then ``dumps`` of each ``Call`` as a plain tuple."""
+    return identity.encode() + b"\n" + dumps([tuple(call) for call in calls])
+
+
+def calls_of(data, identity, loads):
+    """The ``Call`` of each app in a calls file's bytes, if it is the file with id ``identity``; else None.
+
+    The id is compared before anything is unpickled.
+    """
+    first, newline, rest = data.partition(b"\n")
+    if not identity or not newline or first != identity.encode():
+        return None
+    return [Call._make(call) for call in loads(rest)]
 
 
 def frame(call_id, outcome, seconds):

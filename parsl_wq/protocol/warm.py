@@ -15,7 +15,8 @@ from collections import namedtuple
 NAME = "parsl_wq"       # the coprocess name warm tasks ask for
 FUNCTION = "run"        # the one function the coprocess serves
 
-WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment"])
+WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id"],
+                      defaults=(None,))
 WarmCall.__doc__ = """What the warm host needs to run a task's apps (JSON-able: it travels as the call's arguments).
 
 env          environment variables set for the apps (``env``, the proxy, CORES, MEMORY, ...)
@@ -23,6 +24,7 @@ limits       {"memory": MB, "wall_time": s} the host enforces, with ``autolabel`
 interval     seconds between two samples of the apps' memory
 node_tmpdir  with ``shared_fs=True``, the variable that holds the node's TMPDIR; else None
 environment  with ``pack=True``, {"tarball": name in the sandbox, "name": environment's name}; else None
+calls_id     the id of the task's calls file (``parsl_wq.protocol.sandbox``), set by the manager
 """
 
 WarmAnswer = namedtuple("WarmAnswer", ["exit_code", "output", "usage", "exceeded"])

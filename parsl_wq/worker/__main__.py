@@ -23,11 +23,12 @@ def main(argv):
 
 def run(calls_file, results_file):
     """A cold task: run the calls, then exit at once (``runner.finish``), whatever threads the apps left."""
-    from ..protocol.sandbox import EXIT_RUNNER_FAILED
+    from ..protocol.sandbox import CALLS_ID, EXIT_RUNNER_FAILED
     from . import runner
     sys.path[0] = os.getcwd()   # the sandbox, as for a script run there: apps import the task's files
+    identity = os.environ.pop(CALLS_ID, None)
     try:
-        status = runner.main(calls_file, results_file)
+        status = runner.main(calls_file, results_file, identity)
     except BaseException:   # a bug in the runner: say so, and still leave at once
         import traceback
         traceback.print_exc()

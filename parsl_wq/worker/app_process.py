@@ -121,7 +121,7 @@ def app_process(functions, call_r, reports_w):
         redirect_output(os.path.join(sandbox, OUTPUT))
         set_environment(sandbox, call)
         known = set(functions)
-        status = runner.run(runner.load_calls(CALLS), RESULTS, functions)
+        status = runner.main(CALLS, RESULTS, call.calls_id, functions)
         for name in set(functions) - known:
             report(Reports.FUNCTION_LOADED + name.encode())
     except BaseException:

@@ -25,15 +25,22 @@ import sys
 from _pickle import dumps, loads
 from time import perf_counter
 
-from ..protocol.sandbox import (CANNOT_WRITE_RESULT, EXIT_CANNOT_WRITE_RESULT, EXIT_OK, PROXY, Call, frame)
+from ..protocol.sandbox import (CANNOT_WRITE_RESULT, EXIT_CANNOT_WRITE_RESULT, EXIT_NOT_OURS, EXIT_OK, NOT_OURS, PROXY,
+                                calls_of, frame)
 
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
 MAX_CAUSES = 8          # links of a __cause__ chain sent back
 
 
-def main(calls_file, results_file):
-    return run(load_calls(calls_file), results_file, {})
+def main(calls_file, results_file, identity, functions=None):
+    """Run the calls file's apps if it is the one with id ``identity``; else refuse it, nothing run."""
+    calls = load_calls(calls_file, identity)
+    if calls is None:
+        sys.stderr.write("%s: %s is not the calls file of task %s: a sandbox left by a killed worker? "
+                         "Nothing ran.\n" % (NOT_OURS, calls_file, identity))
+        return EXIT_NOT_OURS
+    return run(calls, results_file, {} if functions is None else functions)
 
 
 def run(calls, results_file, functions):
@@ -105,10 +112,14 @@ def write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-def load_calls(path):
-    """The ``Call`` of each app in a calls file."""
-    with open(path, "rb") as f:
-        return [Call._make(call) for call in loads(f.read())]
+def load_calls(path, identity):
+    """The ``Call`` of each app in the calls file, if it is the one with id ``identity``; else None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return calls_of(data, identity, loads)
 
 
 def load_function(path):
