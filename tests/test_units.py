@@ -262,13 +262,23 @@ def test_unreadable_result_is_reported():
 
 # ------------------------------------------------------------------ runner
 
+def run_program(program, folder, *arguments, identity="run.1"):
+    """Run the worker program in ``folder`` as a cold task does, told that its calls file is ``identity``."""
+    env = dict(os.environ, **{sandbox.CALLS_ID: identity})
+    return subprocess.run([sys.executable, program, *arguments], cwd=folder, timeout=60, capture_output=True,
+                          env=env, text=True)
+
+
+def write_calls(folder, *calls, identity="run.1"):
+    (folder / "calls").write_bytes(sandbox.calls_file(identity, calls, pickle.dumps))
+
+
 def run_runner(program, tmp_path, function_bytes, *calls, results="results"):
     """Run the runner on ``calls`` ((args, kwargs) each) of one function; returns its exit code and outcomes."""
     (tmp_path / "fn").write_bytes(function_bytes)
     entries = [Call(i, "fn", pickle.dumps(call), [], []) for i, call in enumerate(calls or [((), {})])]
-    (tmp_path / "calls").write_bytes(pickle.dumps(sandbox.calls_file(entries)))
-    proc = subprocess.run([sys.executable, program, "run", "calls", results], cwd=tmp_path, timeout=60,
-                          capture_output=True)
+    write_calls(tmp_path, *entries)
+    proc = run_program(program, tmp_path, "run", "calls", results)
     path = tmp_path / results
     outcomes = sandbox.read_results(path.read_bytes()) if path.exists() else {}
     return proc.returncode, [pickle.loads(outcomes[i][0]) if i in outcomes else None for i in range(len(entries))]
@@ -324,6 +334,22 @@ def test_each_call_of_a_bundle_starts_in_the_sandbox_with_the_tasks_environment(
     assert code == sandbox.EXIT_OK
     assert outcomes[0]["value"] == outcomes[1]["value"]
     assert outcomes[1]["value"][:2] == (str(tmp_path), None)
+
+
+@pytest.mark.parametrize("planted", ["another run's", "another task's", "no id at all", "not a calls file"])
+def test_the_runner_refuses_a_calls_file_that_is_not_its_tasks_and_loads_nothing_of_it(program, tmp_path, planted):
+    from conftest import Planted
+    mark = tmp_path / "loaded"
+    calls = [(Planted(str(mark)),)]
+    data = {"another run's": sandbox.calls_file("other.1", calls, pickle.dumps),
+            "another task's": sandbox.calls_file("run.2", calls, pickle.dumps),
+            "no id at all": pickle.dumps(calls),
+            "not a calls file": b"left by a killed worker"}[planted]
+    (tmp_path / "calls").write_bytes(data)
+    done = run_program(program, tmp_path, "run", "calls", "results", identity="run.1")
+    assert done.returncode == sandbox.EXIT_NOT_OURS
+    assert sandbox.NOT_OURS in done.stderr and "not the calls file of task run.1" in done.stderr
+    assert not mark.exists() and not (tmp_path / "results").exists()
 
 
 def test_a_cut_last_frame_is_left_out():
@@ -529,6 +555,34 @@ def test_the_warm_host_acts_on_what_an_app_reported_though_it_ended_before_anyth
     worker_side.close()
 
 
+def test_the_warm_host_drops_a_connection_that_sends_no_call(tmp_path, monkeypatch):
+    import socket
+
+    from parsl_wq.worker import host
+    monkeypatch.setattr(host, "CALL_TIMEOUT", 0.2)
+    listener = socket.create_server(("127.0.0.1", 0))
+    silent = socket.create_connection(listener.getsockname())
+    connection, _ = listener.accept()
+    assert host.from_this_user(connection)          # this test's own process: the same user
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        host.Host(listener, str(tmp_path), "unused").serve(connection)
+    assert time.monotonic() - started < 5
+    for sock in (silent, connection, listener):
+        sock.close()
+
+
+def test_a_packed_environment_named_with_a_path_is_refused():
+    from parsl_wq.protocol.warm import WarmCall
+    from parsl_wq.worker.packed import PackedHosts
+    hosts = PackedHosts("/nonexistent", "unused")
+    for name, tarball in (("../../x", "pwq_env_x.tar.gz"), ("abc", "../abc.tar.gz"), ("a/b", "t.tar.gz")):
+        call = WarmCall({}, {}, 1, None, {"name": name, "tarball": tarball})
+        answer = hosts.hand(None, 1, call)
+        assert answer.exit_code != 0 and "a name may not hold a path" in answer.output
+    assert hosts.hosts == {}
+
+
 # ----------------------------------------------------------------- bundles
 
 def held_app(task_id, category="c", inputs=(), outputs=(), cores=None):
@@ -603,8 +657,8 @@ def test_apps_whose_sandbox_names_collide_are_left_for_a_later_bundle():
 
 def test_the_runner_times_each_app_s_function_only(program, tmp_path):
     (tmp_path / "fn").write_bytes(serialize.serialize_function(time.sleep))
-    (tmp_path / "calls").write_bytes(pickle.dumps(sandbox.calls_file([Call(5, "fn", pickle.dumps(((0.2,), {})), [], [])])))
-    subprocess.run([sys.executable, program, "run", "calls", "results"], cwd=tmp_path, timeout=60, check=True)
+    write_calls(tmp_path, Call(5, "fn", pickle.dumps(((0.2,), {})), [], []))
+    assert run_program(program, tmp_path, "run", "calls", "results").returncode == sandbox.EXIT_OK
     (_, seconds), = sandbox.read_results((tmp_path / "results").read_bytes()).values()
     assert 0.2 <= seconds < 1.0
 

@@ -133,3 +133,69 @@ def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory
 def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
     with pytest.raises(ConfigurationError, match="allocation_mode='max-seen'"):
         WorkQueueExecutor(coprocess=True, allocation_mode="max-seen", autolabel=True)
+
+
+NEIGHBOUR = '''
+import socket, sys, time
+held = []
+for port in map(int, sys.argv[1:]):
+    held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+    print("connected", port, flush=True)
+for s in held:
+    s.settimeout(10)
+    try:
+        print("closed" if s.recv(1) == b"" else "answered", flush=True)
+    except OSError as e:
+        print("held", e, flush=True)
+time.sleep(120)
+'''
+
+
+@pytest.fixture
+def neighbour():
+    """A throwaway Unix account on this node: another user's processes, beside the worker's."""
+    import secrets
+    import subprocess
+    name = "pwqn" + secrets.token_hex(4)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True, timeout=60)
+    try:
+        yield name
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], timeout=30)
+        subprocess.run(["userdel", name], check=True, timeout=60)
+
+
+def warm_ports():
+    """The ports the warm processes of this test run's workers listen on (127.0.0.1)."""
+    ports = set()
+    for process in worker_processes():
+        if process.info["name"] == "work_queue_worker":
+            continue
+        try:
+            ports.update(c.laddr.port for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN)
+        except psutil.Error:
+            pass
+    return sorted(ports)
+
+
+def test_another_users_connections_to_the_warm_ports_hold_up_no_app(warm, neighbour):
+    """Another user's process connects to each warm port first and holds on: each warm host sees the connection
+    is not its worker's (another user's socket) and closes it at once, and every app runs."""
+    import shutil
+    import subprocess
+    warm(cores=2)
+    assert warm_apps.use_probe().result(timeout=TIMEOUT)         # the worker and its warm processes are up
+    assert wait_until(lambda: len(warm_ports()) == 2, timeout=30), warm_ports()
+    ports = warm_ports()
+    python = shutil.which("python3", path="/usr/bin:/bin")      # one the other account may run (not under /root)
+    attacker = subprocess.Popen(["runuser", "-u", neighbour, "--", python, "-I", "-c", NEIGHBOUR, *map(str, ports)],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        said = [attacker.stdout.readline().split() for _ in range(4)]
+        assert [w[:2] for w in said[:2]] == [["connected", str(p)] for p in ports], said
+        assert [w[0] for w in said[2:]] == ["closed", "closed"], said     # each warm host hung up on it
+        futures = [apps.add(i, 1) for i in range(3)]
+        assert [f.result(timeout=45) for f in futures] == [1, 2, 3]
+    finally:
+        attacker.kill()
+        attacker.wait(timeout=10)

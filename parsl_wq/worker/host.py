@@ -50,9 +50,10 @@ from ..protocol.warm import WarmAnswer, WarmCall, encode_answer
 from . import runner
 from .app_process import OUTPUT, Spare
 from .packed import PackedHosts, receive_handed
-from .processes import die_with_parent, group_memory, kill_group, tail
+from .processes import die_with_parent, group_memory, kill_group, peer_uid, tail
 
 OUTPUT_TAIL = 4000           # characters of output sent back
+CALL_TIMEOUT = 5             # seconds a connection may take to send its call: the worker sends it at once
 
 
 class Host:
@@ -74,21 +75,26 @@ class Host:
         while True:
             if self.spare is None:      # forked while no call waits: off the next call's path
                 self.spare = self.fork_spare()
-            connection, _ = self.listener.accept()
+            connection, peer = self.listener.accept()
             with connection:
+                if not from_this_user(connection):
+                    sys.stderr.write("parsl_wq warm host: refused a connection from %s: another user's\n" % (peer,))
+                    continue
                 try:
                     self.serve(connection)
-                except OSError as e:    # the worker's side went away: nothing to answer
+                except OSError as e:    # the worker's side went away, or sent no call in time: nothing to answer
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
 
     def serve(self, connection):
         stream = connection.makefile("rb")
         while True:
+            connection.settimeout(CALL_TIMEOUT)     # a connection that says nothing holds no call up for long
             header = stream.readline()
             if not header:
                 return
             _, task_id, size = header.split()
             call = WarmCall(**json.loads(stream.read(int(size)))["fn_kwargs"])
+            connection.settimeout(None)
             if call.environment:
                 answer = self.packed.hand(connection, int(task_id), call)
                 if answer is None:      # the environment's host answers on this connection
@@ -139,6 +145,18 @@ class Host:
                 self.functions[function_name] = runner.load_function(os.path.join(sandbox, function_name))
             except BaseException:
                 pass
+
+
+def from_this_user(connection):
+    """Whether the process at the other end of ``connection`` runs as this user, as the worker does.
+
+    The coprocess port is TCP on 127.0.0.1, which any local process can reach
+    (Work Queue's coprocess protocol); a process of another user is refused at
+    once. Where the kernel's socket table cannot be read (not Linux), every
+    connection is served.
+    """
+    uid = peer_uid(connection)
+    return uid is None or uid == os.getuid()
 
 
 def send_answer(connection, answer):

@@ -14,6 +14,7 @@ Standard library only.
 import array
 import json
 import os
+import re
 import socket
 from collections import namedtuple
 
@@ -21,6 +22,7 @@ from ..protocol.sandbox import EXIT_RUNNER_FAILED, EXIT_UNPACK_FAILED, UNPACK_FA
 from ..protocol.warm import WarmAnswer
 
 HANDED_MAX = 1 << 20         # the largest call handed to a packed environment's host
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")   # a file's name in one folder: no "/", no ".."
 
 Handed = namedtuple("Handed", ["task_id", "call"])
 Handed.__doc__ = """A call handed to a packed environment's host (JSON), with the worker's connection beside it:
@@ -37,7 +39,10 @@ class PackedHosts:
 
     def hand(self, connection, task_id, call):
         """Pass the call and its connection to its environment's host; None once passed, else the answer."""
-        name = call.environment["name"]
+        name, tarball = call.environment["name"], call.environment["tarball"]
+        if not (safe_name(name) and safe_name(tarball)):
+            return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: refused the environment %r (tarball %r): "
+                              "a name may not hold a path\n" % (name, tarball), {}, {})
         if name not in self.hosts or self.hosts[name][0].poll() is not None:
             sandbox = os.path.join(self.workspace, "t.%d" % task_id)
             folder, output = unpack(sandbox, call.environment)
@@ -76,6 +81,11 @@ class PackedHosts:
             channel.close()
             process.kill()
             process.wait()
+
+
+def safe_name(name):
+    """Whether ``name`` names a file in one folder: letters, digits, ".", "_", "-", no "/" and no ".."."""
+    return isinstance(name, str) and bool(SAFE_NAME.match(name)) and ".." not in name
 
 
 def receive_handed(channel):

@@ -5,8 +5,11 @@ Standard library only.
 
 import os
 import signal
+import socket
+import sys
 
 PR_SET_PDEATHSIG = 1
+TCP_TABLES = {socket.AF_INET: "/proc/net/tcp", socket.AF_INET6: "/proc/net/tcp6"}
 
 
 def die_with_parent():
@@ -58,6 +61,34 @@ def group_memory(pgid):
         if int(fields[2]) == pgid:      # fields after the command: state, ppid, pgrp, ..., rss is the 22nd
             total += int(fields[21]) * page_mb
     return total
+
+
+def peer_uid(connection):
+    """The user id that owns the other end of a TCP connection on this node, from ``/proc/net/tcp``.
+
+    None if the table cannot be read (not Linux); -1 if no socket of the
+    table is that other end.
+    """
+    table = TCP_TABLES.get(connection.family)
+    try:
+        with open(table) as f:
+            lines = f.read().splitlines()[1:]
+    except (OSError, TypeError):
+        return None
+    theirs = tcp_address(connection.family, connection.getpeername())
+    ours = tcp_address(connection.family, connection.getsockname())
+    for line in lines:
+        fields = line.split()   # sl local_address rem_address st queues timer retransmits uid ...
+        if len(fields) > 7 and fields[1] == theirs and fields[2] == ours:
+            return int(fields[7])
+    return -1
+
+
+def tcp_address(family, address):
+    """An address as ``/proc/net/tcp`` writes it: the address's 32-bit words in host order, in hex, and the port."""
+    packed = socket.inet_pton(family, address[0])
+    words = "".join("%08X" % int.from_bytes(packed[i:i + 4], sys.byteorder) for i in range(0, len(packed), 4))
+    return "%s:%04X" % (words, address[1])
 
 
 def read_all(fd):
