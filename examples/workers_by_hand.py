@@ -6,14 +6,15 @@ that join it; run one in another terminal, here or on another machine that
 can reach this one (copy the password file there first):
 
     python examples/workers_by_hand.py            # then, in another terminal:
-    parsl-wq workers                              # prints: work_queue_worker --password ... HOST PORT
+    parsl-wq workers                              # prints: ... work_queue_worker --workdir ... --password ... HOST PORT
     parsl-wq status --watch                       # how far along, and which workers joined
 
 With ``--start-worker`` the script runs the printed command itself, on this
 machine (how the test suite runs it).
 """
 
-import shlex
+import os
+import signal
 import subprocess
 import sys
 
@@ -40,18 +41,18 @@ def main():
         print(f"Waiting for workers. In another terminal:  parsl-wq workers {folder}\n", flush=True)
         if "--start-worker" in sys.argv:
             import json
-            import os
             with open(os.path.join(folder, "run.json")) as f:
                 text = worker_commands(json.load(f), "127.0.0.1")
-            line = next(l.strip() for l in text.splitlines() if l.strip().startswith("work_queue_worker "))
+            line = next(l.strip() for l in text.splitlines() if "work_queue_worker --workdir" in l)
             print(f"starting: {line}", flush=True)
-            worker = subprocess.Popen(shlex.split(line), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            worker = subprocess.Popen(["sh", "-c", line], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True)
         try:
             results = [f.result() for f in [where(i) for i in range(5)]]
             print("results:", [value for value, _ in results], "from", sorted({host for _, host in results}))
         finally:
-            if worker is not None:
-                worker.terminate()
+            if worker is not None:      # the shell and its worker; the shell then removes the worker's folder
+                os.killpg(worker.pid, signal.SIGTERM)
                 worker.wait()
 
 

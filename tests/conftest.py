@@ -70,8 +70,13 @@ def wait_until(predicate, timeout, interval=0.1):
 
 
 def worker_workspace(process):
-    """The workspace of a running work_queue_worker: ``worker-UID-PID`` in the first usable folder of its
-    environment, in cctools' order (``system_tmp_dir``)."""
+    """The workspace of a running work_queue_worker: ``worker-UID-PID`` in its ``--workdir``, else in the first
+    usable folder of its environment, in cctools' order (``system_tmp_dir``)."""
+    cmdline = process.cmdline()
+    given = [cmdline[i + 1] for i, word in enumerate(cmdline[:-1]) if word in ("--workdir", "-s")]
+    given += [word.split("=", 1)[1] for word in cmdline if word.startswith("--workdir=")]
+    if given:
+        return os.path.join(given[-1], f"worker-{os.getuid()}-{process.pid}")
     env = process.environ()
     names = ("CCTOOLS_TEMP", "_CONDOR_SCRATCH_DIR", "TMPDIR", "TEMP", "TMP")
     folder = next((env[n] for n in names if env.get(n) and os.access(env[n], os.R_OK | os.W_OK | os.X_OK)), "/tmp")
@@ -88,6 +93,12 @@ def remove_stale_workspaces():
     for path in (p for folder in folders for p in glob.glob(os.path.join(folder, f"worker-{os.getuid()}-*"))):
         pid = path.rsplit("-", 1)[1]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    # The executor's workers have folders of their own, removed when they end, unless killed with their shell.
+    for path in (p for folder in folders for p in glob.glob(os.path.join(folder, "parsl_wq-worker.*"))):
+        pids = [w.rsplit("-", 1)[1] for w in glob.glob(os.path.join(path, f"worker-{os.getuid()}-*"))]
+        if not any(pid.isdigit() and psutil.pid_exists(int(pid)) for pid in pids) and \
+                time.time() - os.stat(path).st_mtime > 60:      # not one whose worker is starting now
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -141,7 +152,8 @@ def fresh_dfk(tmp_path, no_leftover_workers):
     executor = WorkQueueExecutor(port=0)
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
     yield kernel, executor
-    kernel.cleanup()
+    if not kernel.cleanup_called:     # the test may have ended the run itself
+        kernel.cleanup()
 
 
 @pytest.fixture
@@ -175,3 +187,13 @@ def transactions(executor, word):
     """Lines of Work Queue's transactions log that carry ``word`` (comments left out)."""
     with open(os.path.join(executor._log_dir, "transactions.log")) as f:
         return [line for line in f if f" {word} " in line and not line.startswith("#")]
+
+
+class Planted:
+    """A pickle that, once loaded, leaves a mark: what someone could plant in a sandbox."""
+
+    def __init__(self, mark):
+        self.mark = mark
+
+    def __reduce__(self):
+        return (open, (self.mark, "w"))

@@ -120,3 +120,37 @@ def test_workers_find_the_manager_by_project_name(tmp_path, loopback_only_namesp
     assert "RESULTS [0, 2, 4]" in run.stdout, run.stdout + run.stderr[-3000:]
     command = next(line for line in run.stdout.splitlines() if line.startswith("COMMAND"))
     assert "-C 127.0.0.1:9097 -M pwq-test" in command and "--password" in command
+
+
+ORPHAN_SCRIPT = '''
+import sys, time
+sys.path.insert(0, {tests!r})
+import parsl
+from parsl.config import Config
+from parsl_wq import WorkerFactory, WorkQueueExecutor
+import apps
+executor = WorkQueueExecutor(port=0, factory=WorkerFactory(min_workers=1, max_workers=1, cores=1))
+parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
+assert apps.add(1, 2).result(timeout=120) == 3
+print(" ".join(executor._factory.command), flush=True)
+time.sleep(600)
+'''
+
+
+def test_a_factory_without_a_catalog_sends_nothing_to_the_public_one_and_ends_with_the_users_process(tmp_path):
+    """No project_name and no catalog: the factory reports to loopback's discard port and passes it to its
+    workers, never Work Queue's public catalog. SIGKILL of the user's process (no shutdown runs): the factory
+    sees its parent gone at its next 30 s cycle, removes its workers and exits."""
+    script = ORPHAN_SCRIPT.format(tests=TESTS, run_dir=str(tmp_path))
+    user = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        command = user.stdout.readline()
+        assert "--catalog=127.0.0.1:9" in command and "--parent-death" in command, command
+        (worker,) = worker_processes()
+        assert "-C 127.0.0.1:9" in " ".join(worker.cmdline()), worker.cmdline()
+        assert factories()
+    finally:
+        user.kill()
+        user.wait(timeout=10)
+    assert wait_until(lambda: not factories() and not worker_processes(), timeout=60), \
+        (factories(), worker_processes())

@@ -3,8 +3,8 @@
 import csv
 import os
 import re
-import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,15 +40,26 @@ def run(tmp_path, no_leftover_workers):
     yield executor, workers
     if not kernel.cleanup_called:     # the test may have ended the run itself
         kernel.cleanup()
-    for w in workers:
-        w.kill()
-        w.wait()
+    for w in workers:       # the shell and its worker: TERM lets the shell remove the worker's folder
+        stop_group(w)
+
+
+def stop_group(process):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=10)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def start_printed_worker(text, workers, folder):
-    """Start the worker command that ``parsl-wq workers`` printed, with 2 cores."""
-    line = next(l.strip() for l in text.splitlines() if l.strip().startswith("work_queue_worker "))
-    workers.append(subprocess.Popen(shlex.split(line) + ["--cores", "2"], cwd=folder, start_new_session=True,
+    """Start the worker command that ``parsl-wq workers`` printed, with 2 cores, as a shell runs it."""
+    line = next(l.strip() for l in text.splitlines() if "work_queue_worker --workdir" in l)
+    workers.append(subprocess.Popen(["sh", "-c", line + " --cores 2"], cwd=folder, start_new_session=True,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return line
 
@@ -61,6 +72,9 @@ def test_status_workers_and_report_of_a_password_protected_run(run, tmp_path):
     assert f"--password {executor._secrets.password_file}" in printed.stdout
     assert f"slurm_submit_workers --password {executor._secrets.password_file}" in printed.stdout
     assert "work_queue_factory -T slurm" in printed.stdout
+    factory = next(line for line in printed.stdout.splitlines() if "work_queue_factory -T" in line)
+    assert '--scratch-dir "$(mktemp -d -t parsl_wq-factory.XXXXXX)"' in factory   # private, made where it runs
+    assert "--catalog=127.0.0.1:9" in factory       # no project: nothing goes to the public catalog
     line = start_printed_worker(printed.stdout, workers, tmp_path)
     assert line.endswith(f"127.0.0.1 {executor.worker_port}")
 

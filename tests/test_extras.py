@@ -79,17 +79,39 @@ def test_bad_extra_input_files_fail_at_construction(tmp_path, paths, words):
     assert words in str(caught.value)
 
 
-def test_the_grid_proxy_in_x509_user_proxy_is_shipped_and_named_by_an_absolute_path(load, tmp_path, monkeypatch):
+def engine_has_tls():
+    from parsl_wq.engine import features, load_work_queue
+    return features(load_work_queue()).tls
+
+
+def assert_shipped(tmp_path):
+    path, content = proxy_seen(move_away=True).result(timeout=TIMEOUT)
+    assert content == "-----BEGIN CERTIFICATE----- test proxy"
+    assert os.path.isabs(path) and path.endswith("/pwq_x509_proxy")
+    out = tmp_path / "proxy.out"
+    assert cat_proxy(stdout=str(out)).result(timeout=TIMEOUT) == 0
+    assert out.read_text() == "-----BEGIN CERTIFICATE----- test proxy"
+
+
+def test_the_grid_proxy_in_x509_user_proxy_is_shipped_over_tls_only(load, tmp_path, monkeypatch, caplog):
     proxy = tmp_path / "x509up_u1000"
     proxy.write_text("-----BEGIN CERTIFICATE----- test proxy")
     monkeypatch.setenv("X509_USER_PROXY", str(proxy))
     load()
-    path, content = proxy_seen(move_away=True).result(timeout=TIMEOUT)
-    assert content == "-----BEGIN CERTIFICATE----- test proxy"
-    assert os.path.isabs(path) and path != str(proxy) and path.endswith("/pwq_x509_proxy")
-    out = tmp_path / "proxy.out"
-    assert cat_proxy(stdout=str(out)).result(timeout=TIMEOUT) == 0
-    assert out.read_text() == "-----BEGIN CERTIFICATE----- test proxy"
+    if engine_has_tls():        # cctools 7.x: TLS is on by default, and the proxy goes
+        assert_shipped(tmp_path)
+    else:                       # the worker, started here, inherited the variable: nothing was shipped
+        assert proxy_seen(move_away=False).result(timeout=TIMEOUT) == (str(proxy), proxy.read_text())
+        assert f"X509_USER_PROXY={proxy} is not sent to the workers: they connect without TLS" in caplog.text
+
+
+def test_a_proxy_named_by_hand_is_shipped_and_without_tls_the_risk_is_named(load, tmp_path, monkeypatch, caplog):
+    proxy = tmp_path / "x509up_u1000"
+    proxy.write_text("-----BEGIN CERTIFICATE----- test proxy")
+    monkeypatch.delenv("X509_USER_PROXY", raising=False)
+    load(x509_proxy=str(proxy), ssl=False)
+    assert_shipped(tmp_path)
+    assert "travels to the workers unencrypted (no TLS)" in caplog.text
 
 
 def test_x509_proxy_false_ships_none(load, tmp_path, monkeypatch):

@@ -32,6 +32,24 @@ def start(load_without_workers, no_leftover_workers):
         w.wait(timeout=10)
 
 
+def test_a_worker_the_executor_starts_works_in_a_private_folder_of_its_own_removed_when_it_ends(fresh_dfk):
+    """Not Work Queue's /tmp/worker-UID-PID, made with the umask's mode and taken as found: a folder made fresh
+    for the worker (mode 0700, a new name), holding its workspace, and gone once the worker has left."""
+    import stat
+
+    from conftest import worker_processes, worker_workspace
+    kernel, executor = fresh_dfk
+    assert apps.add(1, 2).result(timeout=TIMEOUT) == 3
+    (worker,) = [p for p in worker_processes() if p.info["name"] == "work_queue_worker"]
+    workspace = worker_workspace(worker)
+    folder = os.path.dirname(workspace)
+    assert os.path.basename(folder).startswith("parsl_wq-worker.") and os.path.isdir(workspace)
+    info = os.stat(folder)
+    assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+    kernel.cleanup()
+    assert wait_until(lambda: not os.path.exists(folder), timeout=30), os.listdir(folder)
+
+
 def debug_log(executor):
     with open(os.path.join(executor._log_dir, "debug.log")) as f:
         return f.read()

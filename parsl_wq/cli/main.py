@@ -21,6 +21,10 @@ from parsl_wq.protocol.messages import amount, amounts
 
 EXIT_OK, EXIT_PROBLEM, EXIT_NO_RUN = 0, 1, 3      # and argparse's 2 for a bad command line
 DEFAULT_RUN_DIR = "runinfo"
+# The factory's scratch folder, in the printed command: made fresh and private where the command runs (the
+# factory copies the password file and the worker into it), never a fixed path that another user could make first.
+SCRATCH = "SCRATCH"
+SCRATCH_DIR = '"$(mktemp -d -t parsl_wq-factory.XXXXXX)"'
 
 
 class NoRun(Exception):
@@ -210,8 +214,10 @@ def worker_commands(run: Dict[str, Any], hostname: str, count: int = 10) -> str:
     if password:
         lines += [f"The workers need the run's password file. Copy {password} to each node (or use a shared",
                   "file system), keep it private (chmod 600), and give its path on that node.", ""]
-    worker = ["work_queue_worker"] + joining.worker_options(password, tls, run.get("coprocess")) + manager
-    lines += ["A worker by hand:", "  " + " ".join(worker), ""]
+    worker = (["work_queue_worker"] + joining.WORKDIR_OPTION + joining.worker_options(password, tls, run.get("coprocess"))
+              + manager)
+    lines += ["A worker by hand, in a workspace of its own (private, removed when it ends):",
+              "  " + joining.PRIVATE_WORKDIR + " ".join(worker), ""]
     extra = ["-E", shlex.quote(f"--coprocess {run['coprocess']}")] if run.get("coprocess") else []
     lines += [f"{count} workers through a batch system (cctools' submit scripts):"]
     for tool in ("slurm_submit_workers", "condor_submit_workers"):
@@ -219,10 +225,11 @@ def worker_commands(run: Dict[str, Any], hostname: str, count: int = 10) -> str:
                                      + [str(count)]))
     factory = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=count,
                             worker_options=f"--coprocess {run['coprocess']}" if run.get("coprocess") else "")
-    command = factory.command(joining.factory_manager(project, address, run["port"]), "/tmp/parsl_wq-factory",
-                              password, run.get("catalog") if project else None, tls=tls)
-    lines += ["", "Workers kept in step with the run's demand (work_queue_factory; -T condor, uge, ... also work):",
-              "  " + " ".join(shlex.quote(c) for c in command)]
+    command = factory.command(joining.factory_manager(project, address, run["port"]), SCRATCH,
+                              password, joining.factory_catalog(project, run.get("catalog")), tls=tls)
+    lines += ["", "Workers kept in step with the run's demand (work_queue_factory; -T condor, uge, ... also work),",
+              "with a scratch folder made for it, private (mktemp -d):",
+              "  " + " ".join(SCRATCH_DIR if c == SCRATCH else shlex.quote(c) for c in command)]
     if not project:
         lines.append("  (without a project_name the factory cannot read the demand of a password-protected "
                      "manager and keeps --min-workers running)")

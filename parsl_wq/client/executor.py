@@ -231,9 +231,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         option of the same name: a processor module, a corrections file).
     x509_proxy : str or bool, optional
         A grid proxy file sent with every task (not cached: proxies are
-        renewed), with ``X509_USER_PROXY`` set to its path on the worker.
-        Default None: ``$X509_USER_PROXY`` when it names a file, as Coffea
-        does. False: no proxy.
+        renewed), with ``X509_USER_PROXY`` set to its path on the worker; sent
+        without TLS, with a warning that names the risk. Default None:
+        ``$X509_USER_PROXY`` when it names a file, as Coffea does, but only
+        when workers connect with TLS (cctools 7.x): a proxy is a credential.
+        False: no proxy.
     fast_abort : float, optional
         Work Queue's fast abort, for stragglers on slow or broken nodes: once
         10 tasks of a category are done, a task that runs longer than this
@@ -339,9 +341,10 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         os.makedirs(self._log_dir, mode=0o700, exist_ok=True)
         self._run_status = RunStatus(self._log_dir, self.usage_summary,
                                      ProgressBar(self.label) if progress_wanted(settings.progress) else None)
+        self._secrets = workers.Secrets.choose(settings, self._engine, self._log_dir)
         program = worker_program.build(os.path.join(self._log_dir, WORKER_PROGRAM))
         self._task_files = TaskFiles(self._data_dir, task_options(settings, sys.executable,
-                                                                  workers.grid_proxy(settings)), program)
+                                                                  workers.grid_proxy(settings, self._secrets)), program)
         self._task_files.create_folders()
         self._files = FilePlanner(settings.shared_fs, settings.use_cache)
         self._warm_launcher = warm_launcher(self._log_dir, sys.executable) if settings.coprocess else None
@@ -350,7 +353,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             from parsl_wq.pack.cache import default_cache_dir
             self._packer = Packer(settings.pack_cache_dir or default_cache_dir(), settings.extra_pkgs or ())
 
-        self._secrets = workers.Secrets.choose(settings, self._engine, self._log_dir)
         self._manager = ManagerProcess(self.label, self._log_dir)
         self.worker_port = self._manager.start(manager_config(settings, self._log_dir, self._task_files.task_dir,
                                                               self._secrets.password_file, self._secrets.tls_files))
@@ -383,7 +385,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         return super().scale_out_facade(n) if n > 0 else []
 
     def _get_launch_command(self, block_id: str) -> str:
-        return f"PARSL_WORKER_BLOCK_ID={block_id} {self.worker_command}"
+        return f"export PARSL_WORKER_BLOCK_ID={block_id}; {self.worker_command}"
 
     # ----------------------------------------------------------------- submit
 

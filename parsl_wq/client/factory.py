@@ -76,8 +76,12 @@ class WorkerFactory:
             raise ConfigurationError("factory", self, f"gpus must be an int >= 0 (got {self.gpus})")
 
     def command(self, manager: List[str], scratch_dir: str, password_file: Optional[str],
-                catalog: Optional[str], tls: bool = False) -> List[str]:
-        """The factory's command line; ``manager`` is ``[host, port]`` or ``["-M", project]``."""
+                catalog: Optional[str], tls: bool = False, parent_death: bool = False) -> List[str]:
+        """The factory's command line; ``manager`` is ``[host, port]`` or ``["-M", project]``.
+
+        ``parent_death``: the factory ends, and removes its workers, once the
+        process that started it is gone (it looks every 30 s, its cycle).
+        """
         command = [self.executable, "-T", self.batch_type,
                    "--min-workers", str(self.min_workers), "--max-workers", str(self.max_workers),
                    "--workers-per-cycle", str(self.workers_per_cycle),
@@ -99,6 +103,8 @@ class WorkerFactory:
             command.append("--ssl")
         if catalog:
             command.append(f"--catalog={catalog}")
+        if parent_death:
+            command.append("--parent-death")
         if batch_options:
             command += ["--batch-options", batch_options]
         if worker_options:

@@ -8,6 +8,20 @@ so both say the same.
 import shlex
 from typing import List, Optional
 
+# Where the factory reports when the run has no catalog of its own. work_queue_factory reports its status to a
+# catalog on every cycle and passes it to its workers (-C), whether or not the run has a project name
+# (cctools 7.17.1, work_queue_factory.c), and its default is the public catalog: this is loopback's discard
+# port: nothing leaves the node.
+NO_CATALOG = "127.0.0.1:9"
+
+# A workspace of the worker's own: Work Queue's default, /tmp/worker-UID-PID, is made with the umask's mode (other
+# users read the tasks' files) and taken as it is if it already exists, whoever made it (cctools 7.17.1,
+# work_queue_worker.c). The shell that starts the worker makes a new folder, mode 0700 (mktemp -d), gives it to
+# the worker (WORKDIR_OPTION) and removes it when the worker ends.
+PRIVATE_WORKDIR = ('PWQ_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/parsl_wq-worker.XXXXXXXX") || exit 1; '
+                   'trap \'rm -rf "$PWQ_WORKDIR"\' EXIT; trap \'exit 143\' HUP INT TERM; ')
+WORKDIR_OPTION = ["--workdir", '"$PWQ_WORKDIR"']
+
 
 def worker_options(password_file: Optional[str], tls: bool, coprocess: Optional[str]) -> List[str]:
     """``work_queue_worker`` options, shell-quoted: the password file, TLS, the warm launcher."""
@@ -27,6 +41,14 @@ def manager_arguments(project_name: Optional[str], catalog: Optional[str], addre
     if project_name:
         return (["-C", shlex.quote(catalog)] if catalog else []) + ["-M", shlex.quote(project_name)]
     return [address, str(port)]
+
+
+def factory_catalog(project_name: Optional[str], catalog: Optional[str]) -> Optional[str]:
+    """The catalog for ``work_queue_factory``: the run's; for a run that names a project without a catalog,
+    None (the factory's default, as the manager's: ``CATALOG_HOST``, else the public catalog); else ``NO_CATALOG``."""
+    if catalog or project_name:
+        return catalog
+    return NO_CATALOG
 
 
 def factory_manager(project_name: Optional[str], address: str, port: int) -> List[str]:

@@ -65,18 +65,36 @@ def tls_files(settings: Settings, engine: Features, log_dir: str) -> Optional[Tu
         return None
 
 
-def grid_proxy(settings: Settings) -> Optional[str]:
-    """The grid proxy file shipped with every task: ``x509_proxy``, else ``$X509_USER_PROXY`` if it exists."""
+def grid_proxy(settings: Settings, secrets: Secrets) -> Optional[str]:
+    """The grid proxy file shipped with every task, if any.
+
+    ``x509_proxy=PATH`` ships that file, with a warning when workers connect
+    without TLS. By default ``$X509_USER_PROXY`` is shipped only over TLS: a
+    proxy is a credential, and without TLS anyone who watches the network
+    between the manager and its workers reads it.
+    """
     if settings.x509_proxy is False:
         return None
+    tls = secrets.tls_files is not None
     if isinstance(settings.x509_proxy, str):
+        if not tls:
+            logger.warning("WorkQueueExecutor %s: x509_proxy=%s travels to the workers unencrypted (no TLS): anyone "
+                           "who can watch the network between the manager and its workers can read the "
+                           "credential", settings.label, settings.x509_proxy)
         return os.path.abspath(settings.x509_proxy)
     path = os.environ.get("X509_USER_PROXY")
-    if path and not os.path.isfile(path):
+    if not path:
+        return None
+    if not os.path.isfile(path):
         logger.warning("WorkQueueExecutor %s: X509_USER_PROXY=%s is not a file; tasks get no proxy",
                        settings.label, path)
         return None
-    return os.path.abspath(path) if path else None
+    if not tls:
+        logger.warning("WorkQueueExecutor %s: X509_USER_PROXY=%s is not sent to the workers: they connect without "
+                       "TLS, and the credential would cross the network in the clear; give "
+                       "x509_proxy=%r to send it anyway", settings.label, path, path)
+        return None
+    return os.path.abspath(path)
 
 
 def worker_address(settings: Settings) -> str:
@@ -89,9 +107,10 @@ def worker_address(settings: Settings) -> str:
 
 
 def worker_command(settings: Settings, secrets: Secrets, port: int, warm_launcher: Optional[str]) -> str:
-    """The shell command that starts one worker of this run (what a provider's block runs)."""
+    """The shell command that starts one worker of this run (what a provider's block runs), in a workspace
+    made for it (``joining.PRIVATE_WORKDIR``)."""
     # Work Queue points a task's TMPDIR at its sandbox; keep the node's for shared_fs apps.
-    parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', settings.worker_executable]
+    parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', settings.worker_executable, *joining.WORKDIR_OPTION]
     parts += joining.worker_options(secrets.password_file, secrets.tls_files is not None, warm_launcher)
     resources = worker_resources(settings.provider, settings.worker_options)
     if resources:
@@ -99,7 +118,7 @@ def worker_command(settings: Settings, secrets: Secrets, port: int, warm_launche
     if settings.worker_options:
         parts.append(settings.worker_options)
     parts += joining.manager_arguments(settings.project_name, settings.catalog, worker_address(settings), port)
-    return " ".join(parts)
+    return joining.PRIVATE_WORKDIR + " ".join(parts)
 
 
 def worker_resources(provider: Any, worker_options: str) -> str:
@@ -121,8 +140,9 @@ def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str)
     manager = joining.factory_manager(settings.project_name, worker_address(settings), port)
     scratch = os.path.join(log_dir, "factory")
     os.makedirs(scratch, mode=0o700, exist_ok=True)
-    command = settings.factory.command(manager, scratch, secrets.password_file, settings.catalog,
-                                       tls=secrets.tls_files is not None)
+    command = settings.factory.command(manager, scratch, secrets.password_file,
+                                       joining.factory_catalog(settings.project_name, settings.catalog),
+                                       tls=secrets.tls_files is not None, parent_death=True)
     factory = FactoryProcess(command, log_dir)
     factory.start()
     logger.info("WorkQueueExecutor %s: work_queue_factory started: %s", settings.label, " ".join(factory.command))
