@@ -17,7 +17,7 @@ import pytest
 from parsl.config import Config
 
 import apps
-from conftest import TESTS, wait_until, worker_processes
+from conftest import TESTS, wait_until, worker_processes, worker_workspace
 from hosts import skip_unless_namespaces_work
 from parsl_wq import WorkerFactory, WorkQueueExecutor
 
@@ -49,14 +49,20 @@ def test_factory_workers_run_the_apps_and_leave_with_it(tmp_path, catalog, no_le
     executor = WorkQueueExecutor(port=0, factory=factory, catalog=catalog)
     assert executor.provider is None
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    folders = []
     try:
         assert [apps.add(i, 1).result(timeout=TIMEOUT) for i in range(4)] == [1, 2, 3, 4]
         assert wait_until(lambda: len(worker_processes()) == 2, timeout=TIMEOUT)
         command = " ".join(executor._factory.command)
         assert f"--password {executor._secrets.password_file}" in command and f"--catalog={catalog}" in command
+        folders = [os.path.dirname(worker_workspace(w)) for w in worker_processes()]
+        for folder in folders:      # each worker has a private folder of its own, made by the wrapper
+            assert os.path.basename(folder).startswith("parsl_wq-worker.") and os.stat(folder).st_mode & 0o777 == 0o700
+        assert len(set(folders)) == 2
     finally:
         kernel.cleanup()
     assert not worker_processes() and not factories()
+    assert wait_until(lambda: not any(os.path.exists(f) for f in folders), timeout=10), folders
 
 
 def test_a_provider_and_a_factory_together_are_refused():

@@ -226,7 +226,8 @@ def worker_commands(run: Dict[str, Any], hostname: str, count: int = 10) -> str:
     factory = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=count,
                             worker_options=f"--coprocess {run['coprocess']}" if run.get("coprocess") else "")
     command = factory.command(joining.factory_manager(project, address, run["port"]), SCRATCH,
-                              password, joining.factory_catalog(project, run.get("catalog")), tls=tls)
+                              password, joining.factory_catalog(project, run.get("catalog")), tls=tls,
+                              wrapper=run.get("workspace_wrapper"))
     lines += ["", "Workers kept in step with the run's demand (work_queue_factory; -T condor, uge, ... also work),",
               "with a scratch folder made for it, private (mktemp -d):",
               "  " + " ".join(SCRATCH_DIR if c == SCRATCH else shlex.quote(c) for c in command)]

@@ -55,7 +55,7 @@ from parsl.providers import LocalProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
-from parsl_wq.client import serialize, worker_program, workers
+from parsl_wq.client import joining, serialize, worker_program, workers
 from parsl_wq.client.collector import Collector, Pending, Submitted, TaskFuture
 from parsl_wq.client.config import Settings, manager_config, parameters, task_options
 from parsl_wq.client.factory import FactoryProcess, WorkerFactory
@@ -348,6 +348,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._task_files.create_folders()
         self._files = FilePlanner(settings.shared_fs, settings.use_cache)
         self._warm_launcher = warm_launcher(self._log_dir, sys.executable) if settings.coprocess else None
+        joining.write_workspace_wrapper(self._log_dir)      # for the factory's workers
         if settings.pack:
             from parsl_wq.pack import Packer
             from parsl_wq.pack.cache import default_cache_dir
@@ -365,7 +366,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         logger.info("WorkQueueExecutor %s: manager listening on port %d; workers start with: %s",
                     self.label, self.worker_port, self.worker_command)
         self._run_status.write_run(workers.run_description(settings, self._secrets, self.run_id, self.worker_port,
-                                                           self._warm_launcher, self.worker_command, self._engine))
+                                                           self._warm_launcher, self.worker_command, self._engine,
+                                                           self._log_dir))
         if self.provider is not None and self.provider.init_blocks > 0:
             self.scale_out_facade(self.provider.init_blocks)
             self._early_blocks = self.provider.init_blocks

@@ -76,11 +76,14 @@ class WorkerFactory:
             raise ConfigurationError("factory", self, f"gpus must be an int >= 0 (got {self.gpus})")
 
     def command(self, manager: List[str], scratch_dir: str, password_file: Optional[str],
-                catalog: Optional[str], tls: bool = False, parent_death: bool = False) -> List[str]:
+                catalog: Optional[str], tls: bool = False, parent_death: bool = False,
+                wrapper: Optional[str] = None) -> List[str]:
         """The factory's command line; ``manager`` is ``[host, port]`` or ``["-M", project]``.
 
         ``parent_death``: the factory ends, and removes its workers, once the
         process that started it is gone (it looks every 30 s, its cycle).
+        ``wrapper``: a shell script, shipped with each worker, that the
+        worker's command is given to (``parsl_wq.client.joining.WORKSPACE_WRAPPER``).
         """
         command = [self.executable, "-T", self.batch_type,
                    "--min-workers", str(self.min_workers), "--max-workers", str(self.max_workers),
@@ -105,6 +108,8 @@ class WorkerFactory:
             command.append(f"--catalog={catalog}")
         if parent_death:
             command.append("--parent-death")
+        if wrapper:
+            command += ["--wrapper", f"sh {os.path.basename(wrapper)}", "--wrapper-input", wrapper]
         if batch_options:
             command += ["--batch-options", batch_options]
         if worker_options:

@@ -5,6 +5,7 @@ the factory) and printed by ``parsl-wq workers`` for workers started elsewhere,
 so both say the same.
 """
 
+import os
 import shlex
 from typing import List, Optional
 
@@ -21,6 +22,21 @@ NO_CATALOG = "127.0.0.1:9"
 PRIVATE_WORKDIR = ('PWQ_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/parsl_wq-worker.XXXXXXXX") || exit 1; '
                    'trap \'rm -rf "$PWQ_WORKDIR"\' EXIT; trap \'exit 143\' HUP INT TERM; ')
 WORKDIR_OPTION = ["--workdir", '"$PWQ_WORKDIR"']
+# The same for the factory's workers, whose command the factory writes: a wrapper it ships with each worker
+# (--wrapper, --wrapper-input), which runs the worker command it is given in a workspace of its own. The
+# factory signals the job's process alone (-T local: SIGQUIT, then SIGKILL; SIGTERM when the factory dies), so
+# the wrapper passes that on to the worker, waits for it and then removes the folder.
+WORKSPACE_WRAPPER = "pwq_private_workspace.sh"
+WRAPPER_SCRIPT = f"""#!/bin/sh
+PWQ_WORKDIR=$(mktemp -d "${{TMPDIR:-/tmp}}/parsl_wq-worker.XXXXXXXX") || exit 1
+trap 'kill -TERM "$worker" 2>/dev/null' HUP INT QUIT TERM
+"$@" {" ".join(WORKDIR_OPTION)} &
+worker=$!
+status=0
+while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done
+rm -rf "$PWQ_WORKDIR"
+exit $status
+"""
 
 
 def worker_options(password_file: Optional[str], tls: bool, coprocess: Optional[str]) -> List[str]:
@@ -49,6 +65,15 @@ def factory_catalog(project_name: Optional[str], catalog: Optional[str]) -> Opti
     if catalog or project_name:
         return catalog
     return NO_CATALOG
+
+
+def write_workspace_wrapper(folder: str) -> str:
+    """Write ``WORKSPACE_WRAPPER`` into ``folder``; returns its path."""
+    path = os.path.join(folder, WORKSPACE_WRAPPER)
+    with open(path, "w") as f:
+        f.write(WRAPPER_SCRIPT)
+    os.chmod(path, 0o700)
+    return path
 
 
 def factory_manager(project_name: Optional[str], address: str, port: int) -> List[str]:

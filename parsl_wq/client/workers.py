@@ -142,7 +142,8 @@ def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str)
     os.makedirs(scratch, mode=0o700, exist_ok=True)
     command = settings.factory.command(manager, scratch, secrets.password_file,
                                        joining.factory_catalog(settings.project_name, settings.catalog),
-                                       tls=secrets.tls_files is not None, parent_death=True)
+                                       tls=secrets.tls_files is not None, parent_death=True,
+                                       wrapper=os.path.join(log_dir, joining.WORKSPACE_WRAPPER))
     factory = FactoryProcess(command, log_dir)
     factory.start()
     logger.info("WorkQueueExecutor %s: work_queue_factory started: %s", settings.label, " ".join(factory.command))
@@ -150,10 +151,11 @@ def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str)
 
 
 def run_description(settings: Settings, secrets: Secrets, run_id: Optional[str], port: int,
-                    warm_launcher: Optional[str], command: str, engine: Features) -> Dict[str, Any]:
+                    warm_launcher: Optional[str], command: str, engine: Features, log_dir: str) -> Dict[str, Any]:
     """What ``parsl-wq workers`` needs to tell how to join this run (run.json)."""
     return {"label": settings.label, "run_id": run_id, "address": worker_address(settings),
             "address_given": settings.address is not None, "port": port,
             "project_name": settings.project_name, "catalog": settings.catalog,
             "password_file": secrets.password_file, "tls": secrets.tls_files is not None,
-            "coprocess": warm_launcher, "worker_command": command, "engine": engine.description}
+            "coprocess": warm_launcher, "worker_command": command, "engine": engine.description,
+            "workspace_wrapper": os.path.join(log_dir, joining.WORKSPACE_WRAPPER)}
