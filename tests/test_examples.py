@@ -31,7 +31,7 @@ def test_autolabel_on_a_mixed_workload(tmp_path, no_leftover_workers):
 
 def test_workers_by_hand_with_the_password(tmp_path, no_leftover_workers):
     out = run_example("workers_by_hand.py", tmp_path, "--start-worker").stdout
-    assert "starting: work_queue_worker --password " in out
+    assert "starting: PWQ_WORKDIR=$(mktemp -d" in out and "work_queue_worker --workdir \"$PWQ_WORKDIR\" --password " in out
     assert "results: [0, 1, 4, 9, 16]" in out
 
 
