@@ -33,7 +33,7 @@ The rest of the user's process has a module each: the configuration
 (``collector``), the manager process (``manager_process``). This module is
 over 400 lines, and ``WorkQueueExecutor`` over 300, because the class
 docstring documents each of the 42 parameters, as Parsl's own executors do
-(168 lines), and the signature lists them (44): the class has 236 lines of code.
+(175 lines), and the signature lists them (44): the class has 238 lines of code.
 """
 
 import functools
@@ -107,7 +107,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     catalog : str, optional
         "host:port" of the catalog server that the manager reports to and that
         workers and the factory ask. Default: ``CATALOG_HOST``/``CATALOG_PORT``,
-        else Work Queue's public catalog.
+        else Work Queue's public catalog, for runs with a ``project_name``; the
+        factory of a run without either reports to 127.0.0.1:9, where nothing
+        listens, since it reports to a catalog in any case.
     project_password_file : str, optional
         Password file shared by the manager and the workers. Default: a new
         random password for the run, written to ``RUN_DIR/LABEL/worker.password``
@@ -194,7 +196,9 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         Extra options for ``work_queue_worker``. With a provider that sets
         ``cores_per_node`` or ``mem_per_node`` (GB), as Slurm's does, workers
         also get ``--cores`` and ``--memory`` from them, unless these options
-        name their own.
+        name their own. Each worker runs in a folder made for it (mode 0700,
+        removed when it ends, docs/security.md); a ``--workdir`` here
+        replaces it.
     full_debug : bool
         Write Work Queue's full debug log to the run directory.
     worker_executable : str
