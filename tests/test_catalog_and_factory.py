@@ -55,6 +55,8 @@ def test_factory_workers_run_the_apps_and_leave_with_it(tmp_path, catalog, no_le
         assert wait_until(lambda: len(worker_processes()) == 2, timeout=TIMEOUT)
         command = " ".join(executor._factory.command)
         assert f"--password {executor._secrets.password_file}" in command and f"--catalog={catalog}" in command
+        scratch = executor._factory.command[executor._factory.command.index("--scratch-dir") + 1]
+        assert os.path.basename(scratch).startswith("factory.") and os.stat(scratch).st_mode & 0o777 == 0o700
         folders = [os.path.dirname(worker_workspace(w)) for w in worker_processes()]
         for folder in folders:      # each worker has a private folder of its own, made by the wrapper
             assert os.path.basename(folder).startswith("parsl_wq-worker.") and os.stat(folder).st_mode & 0o777 == 0o700

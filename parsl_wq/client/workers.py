@@ -10,6 +10,7 @@ import logging
 import os
 import shlex
 import socket
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -136,10 +137,9 @@ def worker_resources(provider: Any, worker_options: str) -> str:
 
 
 def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str) -> FactoryProcess:
-    """Start ``work_queue_factory`` for ``settings.factory``, with its scratch folder in the run's folder."""
+    """Start ``work_queue_factory`` for ``settings.factory``, with a scratch folder made for it in the run's folder."""
     manager = joining.factory_manager(settings.project_name, worker_address(settings), port)
-    scratch = os.path.join(log_dir, "factory")
-    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="factory.", dir=log_dir)     # new, 0700: it gets the password file
     command = settings.factory.command(manager, scratch, secrets.password_file,
                                        joining.factory_catalog(settings.project_name, settings.catalog),
                                        tls=secrets.tls_files is not None, parent_death=True,
