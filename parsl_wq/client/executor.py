@@ -69,7 +69,7 @@ from parsl_wq.client.tasks import TaskFiles, app_name, warm_launcher
 from parsl_wq.client.usage import UsageSummary
 from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import ConfigurationError, ExecutorBroken, ExecutorShutdown, PackError
-from parsl_wq.protocol.messages import SubmitTask
+from parsl_wq.protocol.messages import FactoryStarted, SubmitTask
 from parsl_wq.protocol.sandbox import WORKER_PROGRAM
 
 logger = logging.getLogger(__name__)
@@ -377,6 +377,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self._early_blocks = self.provider.init_blocks
         if settings.factory is not None:
             self._factory = workers.start_factory(settings, self._secrets, self.worker_port, self._log_dir)
+            self._send(FactoryStarted(self._factory.process.pid))   # stopped by the manager if this process dies
 
     def scale_out_facade(self, n: int) -> List[str]:
         """Start ``n`` more blocks of workers.

@@ -6,17 +6,20 @@ Conversation over the channel (``parsl_wq.protocol.messages``)::
     SubmitTask     ------------->  arrive: queue.submit, alone or with others (a bundle)
                    <-------------  report: TaskDone (one per app, from queue.wait)
                    <-------------  QueueState (about once a second)
+    FactoryStarted ------------->  remember the factory's process group
     Stop           ------------->  close; workers are told to leave if the
                                    executor started them
-    EOF            ------------->  the executor's process died: the same, and for
+    EOF            ------------->  the executor's process died: the same, for
                                    ORPHAN_GRACE seconds workers that reconnect
-                                   are told to leave again
+                                   are told to leave again, and the factory is
+                                   stopped
 """
 
 import dataclasses
 import itertools
 import os
 import secrets
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ from parsl_wq.manager.queue_state import QueueStateSender
 from parsl_wq.manager.waiting import ChannelWait
 from parsl_wq.protocol import results, warm
 from parsl_wq.protocol.channel import Channel
-from parsl_wq.protocol.messages import ManagerConfig, Stop, SubmitTask, TaskDone, TaskUsage
+from parsl_wq.protocol.messages import FactoryStarted, ManagerConfig, Stop, SubmitTask, TaskDone, TaskUsage
 from parsl_wq.protocol.sandbox import CALLS, CALLS_ID, EXIT_NOT_OURS, NOT_OURS, RESULTS, calls_id, read_results
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
@@ -83,6 +86,7 @@ class Manager:
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
         self.task_numbers = itertools.count()
         self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
+        self.factory_group: Optional[int] = None     # the executor's work_queue_factory, if it started one
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
     def serve(self) -> bool:
@@ -99,6 +103,9 @@ class Manager:
             for message in messages:
                 if isinstance(message, Stop):
                     return True
+                if isinstance(message, FactoryStarted):
+                    self.factory_group = message.process_group
+                    continue
                 self.arrive(message)
             if self.release() or messages:
                 self.waiting.ring()     # the next wait sends them without polling first
@@ -300,8 +307,14 @@ class Manager:
         first. A worker that takes the close for a lost connection reconnects
         (for up to its idle timeout, 900 s by default); when the executor's
         process is gone (``orphaned``) nobody else would stop such a worker, so
-        reconnecting workers are told to leave again for ORPHAN_GRACE seconds.
+        reconnecting workers are told to leave again for ORPHAN_GRACE seconds,
+        and the executor's factory is told to stop (it removes its workers).
         """
+        if orphaned and self.factory_group is not None:
+            try:
+                os.killpg(self.factory_group, signal.SIGTERM)
+            except OSError:
+                pass
         for task_id, submitted in list(self.submitted.items()):
             self.queue.cancel_by_taskid(task_id)
             remove(submitted.calls, submitted.results)

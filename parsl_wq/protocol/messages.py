@@ -8,6 +8,7 @@ The conversation::
     SubmitTask     ------------->  (one per app)
                    <-------------  TaskDone (one per app)
                    <-------------  QueueState (about once a second)
+    FactoryStarted ------------->  (with a factory)
     Stop           ------------->
 
 Standard library only: the manager process imports it and must start fast.
@@ -146,6 +147,13 @@ class QueueState:
     workers: List[Dict[str, Any]]
     joined: List[Dict[str, Any]] = field(default_factory=list)     # since the last QueueState
     left: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FactoryStarted:
+    """The executor started ``work_queue_factory`` in a process group of its own: if the executor's process
+    dies, the manager stops that group (the factory would notice only at its next 30 s cycle)."""
+    process_group: int
 
 
 @dataclass(frozen=True)
