@@ -197,3 +197,26 @@ class Planted:
 
     def __reduce__(self):
         return (open, (self.mark, "w"))
+
+
+@pytest.fixture
+def neighbour():
+    """A throwaway Unix account on this node: another user's processes, beside the worker's (as root may)."""
+    import secrets
+    import subprocess
+    name = "pwqn" + secrets.token_hex(4)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True, timeout=60)
+    try:
+        yield name
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], timeout=30)
+        subprocess.run(["userdel", name], check=True, timeout=60)
+
+
+def as_neighbour(name, script, *args, **popen):
+    """Run the Python ``script`` as the account ``name``, with the system's python3 (one it may run)."""
+    import shutil
+    import subprocess
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    return subprocess.Popen(["runuser", "-u", name, "--", python, "-I", "-c", script, *map(str, args)],
+                            stdout=subprocess.PIPE, text=True, cwd="/", **popen)

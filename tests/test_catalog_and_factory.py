@@ -147,8 +147,8 @@ time.sleep(600)
 
 def test_a_factory_without_a_catalog_sends_nothing_to_the_public_one_and_ends_with_the_users_process(tmp_path):
     """No project_name and no catalog: the factory reports to loopback's discard port and passes it to its
-    workers, never Work Queue's public catalog. SIGKILL of the user's process (no shutdown runs): the factory
-    sees its parent gone at its next 30 s cycle, removes its workers and exits."""
+    workers, never Work Queue's public catalog. SIGKILL of the user's process (no shutdown runs): the manager
+    process sees its channel close and stops the factory, which removes its workers and exits."""
     script = ORPHAN_SCRIPT.format(tests=TESTS, run_dir=str(tmp_path))
     user = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
@@ -160,5 +160,5 @@ def test_a_factory_without_a_catalog_sends_nothing_to_the_public_one_and_ends_wi
     finally:
         user.kill()
         user.wait(timeout=10)
-    assert wait_until(lambda: not factories() and not worker_processes(), timeout=60), \
+    assert wait_until(lambda: not factories() and not worker_processes(), timeout=30), \
         (factories(), worker_processes())

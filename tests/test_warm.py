@@ -136,33 +136,33 @@ def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
 
 
 NEIGHBOUR = '''
-import socket, sys, time
+import json, socket, sys, time
+ports, mark = [int(p) for p in sys.argv[2:]], sys.argv[1]
+call = json.dumps({"fn_kwargs": {"env": {"BASH_ENV": mark}, "limits": {}, "interval": 1, "node_tmpdir": None,
+                                 "environment": {"name": "../../pwq", "tarball": "../x.tar.gz"}}})
+sent = [b"garbage\\x00\\xff\\n", b"\\n", b"run 1 %d\\n%s" % (len(call), call.encode())]
 held = []
-for port in map(int, sys.argv[1:]):
+for port in ports:                      # first: connect to each warm port and hold on
     held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
     print("connected", port, flush=True)
+for payload in sent:                    # then: garbage, an empty line, a foreign call, each on a new connection
+    for port in ports:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            s.sendall(payload)
+        except OSError:
+            pass
+        held.append(s)
 for s in held:
     s.settimeout(10)
     try:
         print("closed" if s.recv(1) == b"" else "answered", flush=True)
+    except ConnectionResetError:
+        print("closed", flush=True)
     except OSError as e:
         print("held", e, flush=True)
 time.sleep(120)
 '''
-
-
-@pytest.fixture
-def neighbour():
-    """A throwaway Unix account on this node: another user's processes, beside the worker's."""
-    import secrets
-    import subprocess
-    name = "pwqn" + secrets.token_hex(4)
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True, timeout=60)
-    try:
-        yield name
-    finally:
-        subprocess.run(["pkill", "-KILL", "-u", name], timeout=30)
-        subprocess.run(["userdel", name], check=True, timeout=60)
 
 
 def warm_ports():
@@ -179,23 +179,27 @@ def warm_ports():
 
 
 def test_another_users_connections_to_the_warm_ports_hold_up_no_app(warm, neighbour):
-    """Another user's process connects to each warm port first and holds on: each warm host sees the connection
-    is not its worker's (another user's socket) and closes it at once, and every app runs."""
-    import shutil
-    import subprocess
+    """Another user's process connects to each warm port first and holds on, then sends garbage, an empty line
+    and a well-formed call (with BASH_ENV and an environment named ``../../pwq``): each warm host sees that
+    none is its worker's (another user's socket) and closes it at once; nothing of it runs, and every app does."""
+    from conftest import as_neighbour
     warm(cores=2)
     assert warm_apps.use_probe().result(timeout=TIMEOUT)         # the worker and its warm processes are up
     assert wait_until(lambda: len(warm_ports()) == 2, timeout=30), warm_ports()
     ports = warm_ports()
-    python = shutil.which("python3", path="/usr/bin:/bin")      # one the other account may run (not under /root)
-    attacker = subprocess.Popen(["runuser", "-u", neighbour, "--", python, "-I", "-c", NEIGHBOUR, *map(str, ports)],
-                                stdout=subprocess.PIPE, text=True)
+    mark = "/tmp/pwq-neighbour-mark-%d" % os.getpid()
+    with open(mark + ".sh", "w") as f:
+        f.write(f"touch {mark}\n")
+    attacker = as_neighbour(neighbour, NEIGHBOUR, mark + ".sh", *ports)
     try:
-        said = [attacker.stdout.readline().split() for _ in range(4)]
+        said = [attacker.stdout.readline().split() for _ in range(2 + 4 * len(ports))]
         assert [w[:2] for w in said[:2]] == [["connected", str(p)] for p in ports], said
-        assert [w[0] for w in said[2:]] == ["closed", "closed"], said     # each warm host hung up on it
+        assert [w[0] for w in said[2:]] == ["closed"] * 4 * len(ports), said     # each warm host hung up
         futures = [apps.add(i, 1) for i in range(3)]
         assert [f.result(timeout=45) for f in futures] == [1, 2, 3]
+        assert apps.exit_with(0).result(timeout=TIMEOUT) == 0     # a bash app: BASH_ENV would run here
     finally:
         attacker.kill()
         attacker.wait(timeout=10)
+        os.remove(mark + ".sh")
+    assert not os.path.exists(mark)
