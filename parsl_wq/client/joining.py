@@ -19,8 +19,8 @@ NO_CATALOG = "127.0.0.1:9"
 # users read the tasks' files) and taken as it is if it already exists, whoever made it (cctools 7.17.1,
 # work_queue_worker.c). The shell that starts the worker makes a new folder, mode 0700 (mktemp -d), gives it to
 # the worker (WORKDIR_OPTION) and removes it when the worker ends.
-PRIVATE_WORKDIR = ('PWQ_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/parsl_wq-worker.XXXXXXXX") || exit 1; '
-                   'trap \'rm -rf "$PWQ_WORKDIR"\' EXIT; trap \'exit 143\' HUP INT TERM; ')
+MAKE_WORKDIR = 'PWQ_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/parsl_wq-worker.XXXXXXXX") || exit 1'
+PRIVATE_WORKDIR = f"{MAKE_WORKDIR}; trap 'rm -rf \"$PWQ_WORKDIR\"' EXIT; trap 'exit 143' HUP INT TERM; "
 WORKDIR_OPTION = ["--workdir", '"$PWQ_WORKDIR"']
 # The same for the factory's workers, whose command the factory writes: a wrapper it ships with each worker
 # (--wrapper, --wrapper-input), which runs the worker command it is given in a workspace of its own. The
@@ -28,7 +28,7 @@ WORKDIR_OPTION = ["--workdir", '"$PWQ_WORKDIR"']
 # the wrapper passes that on to the worker, waits for it and then removes the folder.
 WORKSPACE_WRAPPER = "pwq_private_workspace.sh"
 WRAPPER_SCRIPT = f"""#!/bin/sh
-PWQ_WORKDIR=$(mktemp -d "${{TMPDIR:-/tmp}}/parsl_wq-worker.XXXXXXXX") || exit 1
+{MAKE_WORKDIR}
 trap 'kill -TERM "$worker" 2>/dev/null' HUP INT QUIT TERM
 "$@" {" ".join(WORKDIR_OPTION)} &
 worker=$!
