@@ -464,6 +464,24 @@ def test_channel_round_trip_and_partial_frames():
     os.close(r1)
 
 
+def test_a_large_message_arrives_whole_and_a_length_past_4_gib_is_a_length():
+    import threading
+    r1, w1 = os.pipe()
+    sender, receiver = channel.Channel(-1, w1), channel.Channel(r1, -1)
+    big = messages.TaskDone(1, 0, "SUCCESS", 0, "", outcome=os.urandom(1 << 20) * 48)   # 48 MiB
+    writer = threading.Thread(target=lambda: (sender.send(big), sender.send(messages.Stop())))
+    writer.start()
+    got = []
+    while len(got) < 2:
+        got += receiver.receive(timeout=60)
+    writer.join(timeout=60)
+    assert got == [big, messages.Stop()]
+    os.write(w1, channel._HEADER.pack(5 << 30) + b"start of a 5 GiB message")   # no limit below memory's
+    assert receiver.receive(timeout=0.1) == []
+    os.close(w1)
+    os.close(r1)
+
+
 def test_bad_std_stream_spec_is_rejected_at_submit():
     import typeguard
     with pytest.raises(typeguard.TypeCheckError):
