@@ -24,20 +24,22 @@ MAIN = f"import sys\nfrom {PACKAGE}.worker.__main__ import main\nsys.exit(main(s
 def build(path: str) -> str:
     """Write the worker program to ``path`` (atomically); returns ``path``."""
     temporary = f"{path}.{os.getpid()}.tmp"
-    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED) as archive:
-        add(archive, "__main__.py", MAIN.encode())
-        add(archive, f"{PACKAGE}/__init__.py", b"")
-        for package in SHIPPED:
-            folder = os.path.join(HERE, package)
-            for name in sorted(os.listdir(folder)):
-                if not name.endswith(".py"):
-                    continue
-                with open(os.path.join(folder, name), "rb") as f:
-                    source = f.read()
-                add(archive, f"{PACKAGE}/{package}/{name}", source)
-                if name.endswith(".py"):
+    try:
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED) as archive:
+            add(archive, "__main__.py", MAIN.encode())
+            add(archive, f"{PACKAGE}/__init__.py", b"")
+            for package in SHIPPED:
+                folder = os.path.join(HERE, package)
+                for name in sorted(n for n in os.listdir(folder) if n.endswith(".py")):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        source = f.read()
+                    add(archive, f"{PACKAGE}/{package}/{name}", source)
                     add(archive, f"{PACKAGE}/{package}/{name}c", bytecode(source, f"{PACKAGE}/{package}/{name}"))
-    os.replace(temporary, path)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):   # no half-written program left in the run's folder
+            os.remove(temporary)
+        raise
     return path
 
 
