@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import types
@@ -587,6 +588,18 @@ def test_the_warm_host_drops_a_connection_that_sends_no_call(tmp_path, monkeypat
         host.Host(listener, str(tmp_path), "unused").serve(connection)
     assert time.monotonic() - started < 5
     for sock in (silent, connection, listener):
+        sock.close()
+
+
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_kernel_names_the_user_of_a_connections_other_end_both_ways(family, host):
+    from parsl_wq.worker import processes
+    listener = socket.create_server((host, 0), family=family)
+    client = socket.create_connection(listener.getsockname()[:2])
+    connection, _ = listener.accept()
+    assert processes.diag_uid(connection) == processes.table_uid(connection) == os.getuid()
+    client.close()
+    for sock in (connection, listener):
         sock.close()
 
 
