@@ -43,6 +43,14 @@ def logged(i, log, seconds):
 
 
 @python_app
+def ranked(i, log, parsl_resource_specification={}):
+    """Append ``i pid`` to ``log`` and return ``i``: the log shows the order in which apps ran."""
+    with open(log, "a") as f:
+        f.write(f"{i} {os.getpid()}\n")
+    return i
+
+
+@python_app
 def upper(inputs=(), outputs=()):
     """Read the one input, write it in capitals to the one output; return what was read and the pid."""
     with open(inputs[0].filepath) as f:

@@ -233,3 +233,46 @@ def test_apps_of_a_second_or_more_are_never_bundled(load):
     futures = behind_occupied_slot(lambda: [bundle_apps.slow(1.1) for _ in range(3)])
     pids = [f.result(timeout=TIMEOUT) for f in futures]
     assert len(set(pids)) == 3 and all(resource_usage(f).bundled == 1 for f in futures)
+
+
+def run_order(log):
+    return [i for i, _ in log_lines(log)]
+
+
+def test_a_high_priority_app_runs_next_though_hundreds_are_held(load, tmp_path):
+    load()
+    log = str(tmp_path / "log")
+    bundle_apps.ranked(-1, log).result(timeout=TIMEOUT)
+    urgent = {"priority": 100}
+
+    def submit():
+        held = [bundle_apps.ranked(i, log) for i in range(300)]
+        return held + [bundle_apps.ranked(1000, log, parsl_resource_specification=urgent)]
+    futures = behind_occupied_slot(submit)
+    assert futures[-1].result(timeout=TIMEOUT) == 1000
+    [f.result(timeout=TIMEOUT) for f in futures]
+    order = run_order(log)[1:]
+    # Behind the blocker, Work Queue had one app of priority 0 and the urgent one: the urgent one runs first
+    # (before: after every held app).
+    assert order.index(1000) == 0, order[:10]
+    assert sorted(order) == list(range(300)) + [1000]
+
+
+def test_held_apps_leave_highest_priority_first(load, tmp_path):
+    load()
+    log = str(tmp_path / "log")
+    bundle_apps.ranked(-1, log).result(timeout=TIMEOUT)
+
+    def submit():
+        low = [bundle_apps.ranked(i, log) for i in range(100)]
+        high = [bundle_apps.ranked(i, log, parsl_resource_specification={"priority": 5})
+                for i in range(100, 200)]
+        return low + high
+    futures = behind_occupied_slot(submit)
+    [f.result(timeout=TIMEOUT) for f in futures]
+    order = run_order(log)[1:]
+    last_high = max(position for position, i in enumerate(order) if i >= 100)
+    low_before = [i for i in order[:last_high] if i < 100]
+    # The one low app that Work Queue already had may start before them; no held low app does.
+    assert len(low_before) <= 1, (low_before, order[:20])
+    assert sorted(order) == list(range(200))

@@ -3,16 +3,22 @@
 Each Work Queue task costs a few milliseconds of the manager's and the
 worker's time, files, a round trip and (cold) a Python's start. When apps
 wait anyway because every slot is busy, the manager holds them here instead
-of in Work Queue, and when room frees it sends the longest-waiting group's
-apps as one task (a *bundle*). The runner runs them one after the other in
+of in Work Queue, and when room frees it sends the apps of the group with
+the highest ``priority`` (the longest-waiting of those) as one task (a
+*bundle*). The runner runs them one after the other in
 one Python and writes one outcome per app (``parsl_wq.worker.runner.run``).
 
 - Room: the manager keeps at most ``TASKS_PER_SLOT * slots`` tasks in Work
   Queue, where ``slots`` is what runs now plus the workers that are idle
   (``room``). While there is room nothing waits here, so no app is bundled
   while slots are free.
+- Order: held apps leave highest ``priority`` first (Work Queue's order:
+  higher runs first; an app that declares none has 0), oldest first within
+  one priority. The manager sends an app past the held ones to Work Queue at
+  once when its priority is above every held app's and every waiting task's
+  (``parsl_wq.manager.manager.Manager.arrive``), so it waits only for a slot.
 - Groups: apps are bundled only with apps of the same category, resource
-  request, environment and command (``key``), and never with an app
+  request (priority included), environment and command (``key``), and never with an app
   whose files in the sandbox would collide with theirs (``SandboxNames``).
 - Size: ``min(max_bundle, ceil(waiting in the group / (TASKS_PER_SLOT * slots)),
   BUNDLE_SECONDS / seconds per app)``. Seconds per app are the time the
@@ -44,6 +50,11 @@ TASKS_PER_SLOT = 2      # tasks kept in Work Queue per slot: one running, one re
 def room(slots: int, in_queue: int) -> int:
     """How many more tasks Work Queue should get, with ``slots`` slots and ``in_queue`` tasks it has."""
     return TASKS_PER_SLOT * slots - in_queue
+
+
+def priority(message: SubmitTask) -> float:
+    """An app's Work Queue priority: higher runs first, 0 when it declares none."""
+    return message.resources.get("priority", 0)
 
 
 def key(message: SubmitTask) -> Hashable:
@@ -79,7 +90,7 @@ class SandboxNames:
 
 
 class Backlog:
-    """Apps held by the manager until Work Queue has room, grouped by ``key``, oldest first."""
+    """Apps held by the manager until Work Queue has room, grouped by ``key``; highest priority, then oldest, first."""
 
     def __init__(self, max_bundle: int, bundle_seconds: float = BUNDLE_SECONDS):
         self.max_bundle = max_bundle
@@ -95,6 +106,10 @@ class Backlog:
     def add(self, message: SubmitTask) -> None:
         self.groups.setdefault(key(message), deque()).append((next(self._arrivals), message))
         self._held += 1
+
+    def highest_priority(self) -> float:
+        """The highest priority of a held app (minus infinity when none is held)."""
+        return max((priority(group[0][1]) for group in self.groups.values()), default=-math.inf)
 
     def measured(self, category: str, seconds: float, apps: int) -> None:
         """``apps`` apps of ``category`` ran for ``seconds`` in all.
@@ -114,8 +129,8 @@ class Backlog:
         return max(1, min(self.max_bundle, math.ceil(waiting / (TASKS_PER_SLOT * max(1, slots))), by_time))
 
     def take(self, slots: int) -> List[SubmitTask]:
-        """The next task's apps, from the group whose oldest app has waited longest."""
-        group_key = min(self.groups, key=lambda k: self.groups[k][0][0])
+        """The next task's apps: from the groups of the highest priority, the one whose oldest app waited longest."""
+        group_key = min(self.groups, key=lambda k: (-priority(self.groups[k][0][1]), self.groups[k][0][0]))
         group = self.groups[group_key]
         size = self.bundle_size(group[0][1].category, len(group), slots)
         taken: List[Tuple[int, SubmitTask]] = []

@@ -87,6 +87,7 @@ class Manager:
         self.task_numbers = itertools.count()
         self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
         self.factory_group: Optional[int] = None     # the executor's work_queue_factory, if it started one
+        self.ready_state = getattr(wq, "WORK_QUEUE_TASK_READY", None)
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
     def serve(self) -> bool:
@@ -119,13 +120,27 @@ class Manager:
             self.queue_state.maybe_send()
 
     def arrive(self, message: SubmitTask) -> None:
-        """Submit an app at once while Work Queue has room for it; otherwise hold it for a bundle."""
+        """Submit an app at once while Work Queue has room for it, or when it goes first; otherwise hold it."""
         if self.backlog is None:
             self.submit([message])
-        elif self.backlog or self.room() <= 0:
+        elif (self.backlog or self.room() <= 0) and not self.goes_first(message):
             self.backlog.add(message)
         else:
             self.submit([message])
+
+    def goes_first(self, message: SubmitTask) -> bool:
+        """Whether the app's priority is above every held app's and every task's that waits in Work Queue.
+
+        Such an app would leave the backlog first anyway; submitted at once,
+        Work Queue starts it in the next slot that frees. The next app of that
+        priority finds this one waiting, so is held: one task per priority
+        level goes past the room.
+        """
+        level = bundles.priority(message)
+        if level <= self.backlog.highest_priority():
+            return False
+        return all(level > bundles.priority(submitted.apps[0]) for task_id, submitted in self.submitted.items()
+                   if self.queue.task_state(task_id) == self.ready_state)
 
     def release(self) -> bool:
         """Submit held apps, in bundles, while Work Queue has room; returns whether it submitted any."""

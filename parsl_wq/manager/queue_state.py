@@ -103,7 +103,6 @@ class QueueStateSender:
         self.manager = manager
         self.workers = WorkerLog(transactions_log)
         self.last = 0.0
-        self.ready_state = getattr(manager.wq, "WORK_QUEUE_TASK_READY", None)
 
     def maybe_send(self) -> None:
         now = time.time()
@@ -120,7 +119,7 @@ class QueueStateSender:
     def state(self, now: Optional[float] = None) -> QueueState:
         running: Dict[str, int] = {}
         for task_id, submitted in self.manager.submitted.items():
-            if self.manager.queue.task_state(task_id) != self.ready_state:
+            if self.manager.queue.task_state(task_id) != self.manager.ready_state:
                 category = submitted.apps[0].category
                 running[category] = running.get(category, 0) + len(submitted.apps)
         self.workers.update()
