@@ -116,6 +116,36 @@ def test_killed_manager_fails_every_pending_future_and_later_submits(fresh_dfk):
     assert isinstance(apps.add(1, 2).exception(timeout=10), ExecutorBroken)
 
 
+@pytest.mark.parametrize("pack", [False, True], ids=["plain", "pack"])
+def test_a_manager_killed_during_a_busy_submit_loop_leaves_no_future_pending(tmp_path, pack):
+    """Each submit either raises ExecutorBroken or returns a future that resolves, whenever the manager dies."""
+    import threading
+
+    from parsl.providers import LocalProvider
+    for round_number, delay in enumerate((0.0, 0.002, 0.01, 0.05, 0.2)):
+        packing = {"pack": True, "pack_cache_dir": str(tmp_path / "envs")} if pack else {}
+        executor = WorkQueueExecutor(port=0, provider=LocalProvider(init_blocks=0), **packing)
+        kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / str(round_number)),
+                                   strategy="none"))
+        try:
+            manager = executor._manager.process.pid
+            futures, refused = [], 0
+            threading.Timer(delay, os.kill, (manager, signal.SIGKILL)).start()
+            deadline = time.monotonic() + delay + 0.5
+            while time.monotonic() < deadline:
+                try:
+                    futures.append(executor.submit(apps.add, {}, 1, len(futures)))
+                except ExecutorBroken:
+                    refused += 1
+            assert refused, "the manager was killed, yet every submit was accepted"
+            assert wait_until(lambda: all(f.done() for f in futures), timeout=15), \
+                f"{sum(not f.done() for f in futures)} of {len(futures)} futures still pending (killed at {delay} s)"
+            assert all(isinstance(f.exception(), ExecutorBroken) for f in futures)
+        finally:
+            kernel.cleanup()
+            parsl.clear()
+
+
 def test_shutdown_is_quick_fails_outstanding_and_leaves_no_worker(tmp_path):
     executor = WorkQueueExecutor(port=0)
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))

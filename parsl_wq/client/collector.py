@@ -72,6 +72,7 @@ class Pending:
         self.submitted: Dict[int, Submitted] = {}
         self.slots = 0
         self.next_id = 0
+        self.broken: Optional[BaseException] = None     # once set, no future is added
 
     def new_id(self) -> int:
         with self.lock:
@@ -79,7 +80,10 @@ class Pending:
             return task_id
 
     def add(self, task_id: int, future: Future, record: Submitted) -> None:
+        """Register an app's future; raises the broken state's exception if it is set (the app is not added)."""
         with self.lock:
+            if self.broken is not None:
+                raise self.broken
             self.futures[task_id] = future
             self.submitted[task_id] = record
             self.slots += record.slots
@@ -93,9 +97,16 @@ class Pending:
                 self.slots -= record.slots
             return future, record
 
-    def pop_futures(self) -> List[Future]:
-        """Every future, taken out (their records stay: the broken state resolves futures, not records)."""
+    def break_all(self, exception: BaseException) -> Optional[List[Future]]:
+        """Enter the broken state: every future, taken out, and no future added from now on.
+
+        Their records stay: the broken state resolves futures, not records.
+        Returns None if the state was already set.
+        """
         with self.lock:
+            if self.broken is not None:
+                return None
+            self.broken = exception
             futures = list(self.futures.values())
             self.futures.clear()
             return futures

@@ -474,12 +474,11 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     def _break(self, reason: str) -> None:
         """Enter the broken state: fail every pending future with one exception."""
         exception = ExecutorBroken(self.label, reason)
-        with self._pending.lock:
-            if self._executor_bad_state.is_set():
-                return
-            self._executor_exception = exception
-            self._executor_bad_state.set()
-        pending = self._pending.pop_futures()
+        pending = self._pending.break_all(exception)    # a submit() after this fails at once
+        if pending is None:
+            return
+        self._executor_exception = exception
+        self._executor_bad_state.set()
         logger.error("%s", exception)
         for future in pending:
             if not future.done():
