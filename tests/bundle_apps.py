@@ -51,6 +51,16 @@ def ranked(i, log, parsl_resource_specification={}):
 
 
 @python_app
+def hang_if(i, log, victim, parsl_resource_specification={}):
+    """Append ``i pid`` to ``log`` as it starts; then hang for an hour if ``i`` is the victim, else return ``i``."""
+    with open(log, "a") as f:
+        f.write(f"{i} {os.getpid()}\n")
+    if i == victim:
+        time.sleep(3600)
+    return i
+
+
+@python_app
 def upper(inputs=(), outputs=()):
     """Read the one input, write it in capitals to the one output; return what was read and the pid."""
     with open(inputs[0].filepath) as f:

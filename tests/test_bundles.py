@@ -276,3 +276,25 @@ def test_held_apps_leave_highest_priority_first(load, tmp_path):
     # The one low app that Work Queue already had may start before them; no held low app does.
     assert len(low_before) <= 1, (low_before, order[:20])
     assert sorted(order) == list(range(200))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_hung_app_holds_up_only_itself(no_leftover_workers, load_without_workers, tmp_path, mode):
+    executor = load_without_workers(coprocess=mode == "warm")
+    start_worker(executor, "2 --memory 2000 --disk 4000", str(tmp_path))    # two 1-core slots
+    one_core = {"cores": 1}
+    log = str(tmp_path / "log")
+    assert bundle_apps.hang_if(-1, log, None, parsl_resource_specification=one_core).result(timeout=TIMEOUT) == -1
+    futures = [bundle_apps.hang_if(i, log, 30, parsl_resource_specification=one_core) for i in range(60)]
+    others = [f for i, f in enumerate(futures) if i != 30]
+    assert wait_until(lambda: all(f.done() for f in others), timeout=60), \
+        f"{sum(not f.done() for f in others)} apps behind the hung one did not resolve"
+    assert [f.result() for f in others] == [i for i in range(60) if i != 30]
+    assert not futures[30].done()
+    runs = collections.Counter(i for i, _ in log_lines(log))
+    victim_pids = [pid for i, pid in log_lines(log) if i == 30]
+    assert runs[30] == 2, runs[30]                          # in its bundle, then alone
+    assert sum(1 for _, pid in log_lines(log) if pid == victim_pids[0]) > 1     # the first time, in a bundle
+    assert all(runs[i] == 1 for i in range(60) if i != 30)
+    with open(os.path.join(executor._log_dir, "manager.log")) as f:
+        assert "which ran past 1 s: it runs again alone" in f.read()

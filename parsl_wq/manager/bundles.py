@@ -27,6 +27,11 @@ one Python and writes one outcome per app (``parsl_wq.worker.runner.run``).
   one finished, and for apps of BUNDLE_SECONDS or more, each app goes alone.
   So bundles grow with the backlog, shrink as it drains, and long apps are
   never bundled.
+- Overdue: an app of a bundle that runs ``OVERDUE_FACTOR`` times what its
+  category's apps take (at least ``OVERDUE_FLOOR`` seconds) ends its bundle
+  (``parsl_wq.worker.runner.Overdue``). The manager then runs that app again
+  alone, with no such limit, and puts the apps after it back here, first in
+  line: an app that hangs holds up only itself.
 
 Standard library only: the manager process imports it.
 """
@@ -37,7 +42,7 @@ import json
 import math
 import pickle
 from collections import deque
-from typing import Deque, Dict, Hashable, List, Tuple
+from typing import Deque, Dict, Hashable, List, Optional, Tuple
 
 from parsl_wq.protocol.messages import SubmitTask
 from parsl_wq.protocol.sandbox import calls_file
@@ -45,6 +50,8 @@ from parsl_wq.protocol.sandbox import calls_file
 BUNDLE_SECONDS = 1.0    # a bundle's aimed-for running time
 SCAN_FACTOR = 4         # apps looked at per place in a bundle, past ones whose files collide
 TASKS_PER_SLOT = 2      # tasks kept in Work Queue per slot: one running, one ready to start when it ends
+OVERDUE_FACTOR = 10     # an app of a bundle is overdue after this many times its category's seconds per app
+OVERDUE_FLOOR = 1.0     # and never before this many seconds
 
 
 def room(slots: int, in_queue: int) -> int:
@@ -98,6 +105,7 @@ class Backlog:
         self.groups: Dict[Hashable, Deque[Tuple[int, SubmitTask]]] = {}
         self.seconds_per_app: Dict[str, float] = {}    # by category, from finished tasks
         self._arrivals = itertools.count()
+        self._returns = itertools.count(-1, -1)     # apps put back go before every app that arrived
         self._held = 0
 
     def __len__(self) -> int:
@@ -106,6 +114,12 @@ class Backlog:
     def add(self, message: SubmitTask) -> None:
         self.groups.setdefault(key(message), deque()).append((next(self._arrivals), message))
         self._held += 1
+
+    def put_back(self, messages: List[SubmitTask]) -> None:
+        """Hold again apps that left in a bundle but did not start: ahead of the apps of their priority."""
+        for message in reversed(messages):
+            self.groups.setdefault(key(message), deque()).appendleft((next(self._returns), message))
+            self._held += 1
 
     def highest_priority(self) -> float:
         """The highest priority of a held app (minus infinity when none is held)."""
@@ -127,6 +141,10 @@ class Backlog:
             return 1
         by_time = int(self.bundle_seconds / per_app) if per_app > 0 else self.max_bundle
         return max(1, min(self.max_bundle, math.ceil(waiting / (TASKS_PER_SLOT * max(1, slots))), by_time))
+
+    def overdue(self, category: str) -> float:
+        """Seconds after which an app of ``category`` in a bundle is overdue."""
+        return max(OVERDUE_FLOOR, OVERDUE_FACTOR * self.seconds_per_app.get(category, 0.0))
 
     def take(self, slots: int) -> List[SubmitTask]:
         """The next task's apps: from the groups of the highest priority, the one whose oldest app waited longest."""
@@ -150,7 +168,7 @@ class Backlog:
         return [message for _, message in taken]
 
 
-def calls(identity: str, messages: List[SubmitTask]) -> bytes:
+def calls(identity: str, messages: List[SubmitTask], overdue: Optional[float] = None) -> bytes:
     """The calls file, with id ``identity``, of a task that runs ``messages`` (``parsl_wq.protocol.sandbox``)."""
     dumps = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
-    return calls_file(identity, (m.call for m in messages), dumps)
+    return calls_file(identity, (m.call for m in messages), dumps, overdue)

@@ -33,7 +33,8 @@ from parsl_wq.manager.waiting import ChannelWait
 from parsl_wq.protocol import results, warm
 from parsl_wq.protocol.channel import Channel
 from parsl_wq.protocol.messages import FactoryStarted, ManagerConfig, Stop, SubmitTask, TaskDone, TaskUsage
-from parsl_wq.protocol.sandbox import CALLS, CALLS_ID, EXIT_NOT_OURS, NOT_OURS, RESULTS, calls_id, read_results
+from parsl_wq.protocol.sandbox import (CALLS, CALLS_ID, EXIT_NOT_OURS, EXIT_OVERDUE, NOT_OURS, OVERDUE, RESULTS, calls_id,
+                                       read_results)
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the executor ends it at once
@@ -168,8 +169,9 @@ class Manager:
         calls_file, results_file = (os.path.join(self.config.task_dir, f"{number}.{kind}")
                                     for kind in ("calls", "results"))
         try:
+            overdue = self.backlog.overdue(apps[0].category) if len(apps) > 1 else None
             with open(calls_file, "wb") as f:
-                f.write(bundles.calls(identity, apps))
+                f.write(bundles.calls(identity, apps, overdue))
             task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs)
             task_id = self.queue.submit(task)
             self.submitted[task_id] = Submitted(apps, calls_file, results_file)
@@ -273,13 +275,16 @@ class Manager:
         return True
 
     def split(self, apps: List[SubmitTask], done: TaskDone, outcomes: Dict[int, Tuple[bytes, float]]) -> None:
-        """Report each app of a finished bundle that wrote its outcome; run the others again, each alone.
+        """Report each app of a finished bundle that wrote its outcome; run the first other one again alone,
+        and hold the rest again.
 
         An outcome is in the results file only once its app ran to its end,
-        so an app reported here ran exactly once in this bundle. An app without
-        one did not finish because an app before it, or something outside,
-        ended the bundle: alone, it gets its own outcome.
+        so an app reported here ran exactly once in this bundle. The apps run
+        in turn, so the first app without one is the app that was running when
+        the bundle ended (it was overdue, ended its Python, or its worker was
+        lost): alone, it gets its own outcome. The apps after it never started.
         """
+        unfinished = []
         for message in apps:
             outcome = outcomes.get(message.task_id)
             if outcome is not None:
@@ -287,7 +292,15 @@ class Manager:
                     done, task_id=message.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
                     result_name=results.SUCCESS, exit_code=0, outcome=outcome[0], seconds=outcome[1]))
             else:
-                self.submit([message])
+                unfinished.append(message)
+        if not unfinished:
+            return
+        if done.exit_code == EXIT_OVERDUE and OVERDUE in done.output:
+            print(f"a bundle of {len(apps)} apps ended at app {unfinished[0].task_id}, which ran past "
+                  f"{self.backlog.overdue(apps[0].category):g} s: it runs again alone, and {len(unfinished) - 1} "
+                  f"apps after it wait for room again", file=sys.stderr, flush=True)
+        self.submit(unfinished[:1])
+        self.backlog.put_back(unfinished[1:])
 
     def warm_done(self, task, result_name: str, usage: TaskUsage) -> TaskDone:
         """A coprocess task's output is the warm host's answer: the app's exit code, output and usage."""

@@ -6,8 +6,9 @@ A task's sandbox on the worker holds, besides the app's own files::
                        task runs ``python pwq_worker.pyz run pwq_calls.pkl pwq_results.pkl``
     pwq_fn_DIGEST.pkl  each app's function file (``parsl_wq.client.serialize``)
     pwq_calls.pkl      CALLS: a line with the id of the task it was written for, then a
-                       pickle of a list of ``Call`` tuples, one per app, run in turn (one
-                       app, or a bundle: ``parsl_wq.manager.bundles``)
+                       pickle of ``(overdue, calls)``: a list of ``Call`` tuples, one per
+                       app, run in turn (one app, or a bundle: ``parsl_wq.manager.bundles``),
+                       and for a bundle the seconds after which an app is overdue (else None)
     pwq_results.pkl    RESULTS: written by the runner, one frame per app as it ends
     pwq_unpack.sh      with ``pack=True``: unpacks the environment's tarball
     pwq_x509_proxy     PROXY: the grid proxy, when the executor ships one
@@ -61,11 +62,13 @@ EXIT_RUNNER_FAILED = 1          # the runner itself failed (its traceback is in 
 EXIT_UNPACK_FAILED = 3          # the packed environment could not be unpacked (with UNPACK_FAILED)
 EXIT_CANNOT_WRITE_RESULT = 4    # RESULTS could not be written (with CANNOT_WRITE_RESULT)
 EXIT_NOT_OURS = 5               # the calls file is not the task's own: nothing ran (with NOT_OURS)
+EXIT_OVERDUE = 6                # an app of a bundle ran past its overdue seconds: the bundle ended there (OVERDUE)
 
 # Said in the task's output, and looked for there by the executor.
 CANNOT_WRITE_RESULT = "parsl_wq runner: cannot write"
 UNPACK_FAILED = "parsl_wq: the packed environment could not be unpacked"
 NOT_OURS = "parsl_wq runner: not this task's calls file"
+OVERDUE = "parsl_wq runner: overdue in a bundle"
 
 
 def calls_id(run, task):
@@ -73,20 +76,22 @@ def calls_id(run, task):
     return "%s.%d" % (run, task)
 
 
-def calls_file(identity, calls, dumps):
-    """The calls file's bytes: its id on the first line, then ``dumps`` of each ``Call`` as a plain tuple."""
-    return identity.encode() + b"\n" + dumps([tuple(call) for call in calls])
+def calls_file(identity, calls, dumps, overdue=None):
+    """The calls file's bytes: its id on the first line, then ``dumps`` of the overdue seconds (or None) and
+    each ``Call`` as a plain tuple."""
+    return identity.encode() + b"\n" + dumps((overdue, [tuple(call) for call in calls]))
 
 
 def calls_of(data, identity, loads):
-    """The ``Call`` of each app in a calls file's bytes, if it is the file with id ``identity``; else None.
+    """``(calls, overdue)`` from a calls file's bytes, if it is the file with id ``identity``; else None.
 
-    The id is compared before anything is unpickled.
+    ``calls`` holds the ``Call`` of each app. The id is compared before anything is unpickled.
     """
     first, newline, rest = data.partition(b"\n")
     if not identity or not newline or first != identity.encode():
         return None
-    return [Call._make(call) for call in loads(rest)]
+    overdue, calls = loads(rest)
+    return [Call._make(call) for call in calls], overdue
 
 
 def frame(call_id, outcome, seconds):

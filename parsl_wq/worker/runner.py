@@ -11,7 +11,14 @@ host runs ``run`` in a fork of itself instead (``parsl_wq.worker.app_process``).
 
 Whatever an app raises (any BaseException, SystemExit included) is written as
 its outcome, and so is a failure to load its function or its arguments, or to
-pickle its result. The runner exits with ``os._exit`` once the results are
+pickle its result.
+
+In a bundle, an app that runs past the calls file's ``overdue`` seconds (the
+manager sets them from what its category's apps take) ends the bundle: a
+SIGALRM handler says so in the output and exits (``EXIT_OVERDUE``). The apps
+that ended have their outcomes in the results file; the manager runs the
+overdue app again alone, with no such limit, and bundles the apps after it
+again. So an app that hangs holds up only itself. The runner exits with ``os._exit`` once the results are
 written, so threads an app left running cannot keep the task alive. Its exit
 codes are ``parsl_wq.protocol.sandbox.EXIT_*``.
 
@@ -25,8 +32,8 @@ import sys
 from _pickle import dumps, loads
 from time import perf_counter
 
-from ..protocol.sandbox import (CANNOT_WRITE_RESULT, EXIT_CANNOT_WRITE_RESULT, EXIT_NOT_OURS, EXIT_OK, NOT_OURS, PROXY,
-                                calls_of, frame)
+from ..protocol.sandbox import (CANNOT_WRITE_RESULT, EXIT_CANNOT_WRITE_RESULT, EXIT_NOT_OURS, EXIT_OK, EXIT_OVERDUE,
+                                NOT_OURS, OVERDUE, PROXY, calls_of, frame)
 
 TRACEBACK_HEAD = 10     # frames kept from the start of a very deep traceback
 TRACEBACK_TAIL = 30     # and from its end
@@ -35,15 +42,16 @@ MAX_CAUSES = 8          # links of a __cause__ chain sent back
 
 def main(calls_file, results_file, identity, functions=None):
     """Run the calls file's apps if it is the one with id ``identity``; else refuse it, nothing run."""
-    calls = load_calls(calls_file, identity)
-    if calls is None:
+    loaded = load_calls(calls_file, identity)
+    if loaded is None:
         sys.stderr.write("%s: %s is not the calls file of task %s: a sandbox left by a killed worker? "
                          "Nothing ran.\n" % (NOT_OURS, calls_file, identity))
         return EXIT_NOT_OURS
-    return run(calls, results_file, {} if functions is None else functions)
+    calls, overdue = loaded
+    return run(calls, results_file, {} if functions is None else functions, overdue)
 
 
-def run(calls, results_file, functions):
+def run(calls, results_file, functions, overdue=None):
     """Run each call in turn and write its outcome to ``results_file``; returns the exit code.
 
     Each call starts as it would alone: in the sandbox, with the task's
@@ -61,26 +69,34 @@ def run(calls, results_file, functions):
     if os.environ.get("X509_USER_PROXY") == PROXY:     # a name in the sandbox: valid wherever the app goes
         os.environ["X509_USER_PROXY"] = os.path.abspath(PROXY)
     sandbox, environ, path = os.getcwd(), dict(os.environ), list(sys.path)
+    watch = Overdue(overdue, len(calls)) if overdue and len(calls) > 1 else None
     try:
-        for call in calls:
+        for position, call in enumerate(calls):
             os.chdir(sandbox)
             if os.environ != environ:
                 os.environ.clear()
                 os.environ.update(environ)
             sys.path[:] = path
-            outcome, seconds = run_call(call, functions)
+            if watch is not None:
+                watch.position = position
+            outcome, seconds = run_call(call, functions, watch)
             try:
                 write_all(fd, frame(call.id, serialize_outcome(outcome), seconds))
             except OSError as e:
                 sys.stderr.write("%s %s: %s\n" % (CANNOT_WRITE_RESULT, results_file, e))
                 return EXIT_CANNOT_WRITE_RESULT
     finally:
+        if watch is not None:
+            watch.stop()
         os.close(fd)
     return EXIT_OK
 
 
-def run_call(call, functions):
-    """The outcome of one call (its value, or a description of what it raised), and the seconds its function ran."""
+def run_call(call, functions, watch=None):
+    """The outcome of one call (its value, or a description of what it raised), and the seconds its function ran.
+
+    ``watch`` (an ``Overdue``), if given, is armed while the function runs.
+    """
     try:
         place_files(call)
         function = functions.get(call.function)
@@ -91,10 +107,51 @@ def run_call(call, functions):
         return failure(e), 0.0
     started = perf_counter()
     try:
-        outcome = {"ok": True, "value": function(*args, **kwargs)}
+        if watch is not None:
+            watch.arm(call.id)
+        try:
+            outcome = {"ok": True, "value": function(*args, **kwargs)}
+        finally:
+            if watch is not None:
+                watch.disarm()
     except BaseException as e:
         outcome = failure(e)
     return outcome, perf_counter() - started
+
+
+class Overdue:
+    """Ends a bundle whose app has run ``seconds`` (SIGALRM): the app cannot catch it, and the rest leave.
+
+    The handler is set again before each app, so an app that set its own does
+    not take it from the next one. An app that blocks signals, or that holds
+    the interpreter in C code, is ended only when it lets the handler run.
+    """
+
+    def __init__(self, seconds, apps):
+        import signal
+        self.signal = signal
+        self.seconds = seconds
+        self.apps = apps
+        self.position = 0
+        self.app = None
+
+    def arm(self, app):
+        self.app = app
+        self.signal.signal(self.signal.SIGALRM, self.expired)
+        self.signal.setitimer(self.signal.ITIMER_REAL, self.seconds)
+
+    def disarm(self):
+        self.signal.setitimer(self.signal.ITIMER_REAL, 0)
+
+    def stop(self):
+        self.disarm()
+        self.signal.signal(self.signal.SIGALRM, self.signal.SIG_DFL)
+
+    def expired(self, signum, frame):
+        sys.stderr.write("%s: app %s ran past %g s (app %d of %d); it runs again alone, and the %d after it "
+                         "in other tasks\n" % (OVERDUE, self.app, self.seconds, self.position + 1, self.apps,
+                                                self.apps - self.position - 1))
+        finish(EXIT_OVERDUE)
 
 
 def place_files(call):
@@ -113,7 +170,7 @@ def write_all(fd, data):
 
 
 def load_calls(path, identity):
-    """The ``Call`` of each app in the calls file, if it is the one with id ``identity``; else None."""
+    """``(calls, overdue)`` of the calls file (``calls_of``), if it is the one with id ``identity``; else None."""
     try:
         with open(path, "rb") as f:
             data = f.read()
