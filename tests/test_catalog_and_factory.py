@@ -162,3 +162,52 @@ def test_a_factory_without_a_catalog_sends_nothing_to_the_public_one_and_ends_wi
         user.wait(timeout=10)
     assert wait_until(lambda: not factories() and not worker_processes(), timeout=30), \
         (factories(), worker_processes())
+
+
+DEMAND_SCRIPT = '''
+import json, subprocess, sys, time, urllib.request
+sys.path.insert(0, {tests!r})
+import parsl, psutil
+from parsl.config import Config
+import apps
+from parsl_wq import WorkerFactory, WorkQueueExecutor
+
+def workers():
+    return sum(1 for p in psutil.process_iter(["name"]) if p.info["name"] == "work_queue_worker")
+
+def tasks_left():
+    with urllib.request.urlopen("http://127.0.0.1:9097/query.json", timeout=5) as answer:
+        records = json.load(answer)
+    return max((r.get("tasks_left", 0) for r in records if r.get("project") == "pwq-demand"), default=None)
+
+catalog = subprocess.Popen(["catalog_server", "-p", "9097", "-I", "127.0.0.1", "-u", "127.0.0.1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(0.5)
+try:
+    factory = WorkerFactory(min_workers=1, max_workers=4, workers_per_cycle=4, cores=1)
+    executor = WorkQueueExecutor(port=0, project_name="pwq-demand", catalog="127.0.0.1:9097", factory=factory)
+    kernel = parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
+    futures = [apps.sleep_for(1) for _ in range(300)]
+    deadline, left, most = time.monotonic() + 200, None, 0
+    while time.monotonic() < deadline and not (most == 4 and left):
+        time.sleep(2)
+        left, most = tasks_left() or left, max(most, workers())
+    print("DEMAND", left, most, flush=True)
+    kernel.cleanup()
+finally:
+    catalog.terminate()
+'''
+
+
+def test_a_factory_sees_the_held_apps_as_demand_and_starts_more_workers(tmp_path, loopback_only_namespace,
+                                                                         no_leftover_workers):
+    """300 apps of 1 s on one 1-core worker: the manager holds most of them; it tells Work Queue how many
+    (tasks left), the catalog shows them, and the factory raises its workers to its maximum."""
+    script = textwrap.dedent(DEMAND_SCRIPT).format(tests=TESTS, run_dir=str(tmp_path))
+    run = subprocess.run(["ip", "netns", "exec", loopback_only_namespace, sys.executable, "-c", script],
+                         capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    line = next((line for line in run.stdout.splitlines() if line.startswith("DEMAND")), None)
+    assert line is not None, run.stdout + run.stderr[-3000:]
+    _, left, most = line.split()
+    assert left != "None" and int(left) >= 200, line      # held apps, as tasks left
+    assert int(most) == 4, line

@@ -85,6 +85,7 @@ class Manager:
         self.submitted: Dict[int, Submitted] = {}    # by Work Queue id: tasks not yet reported
         self.restarts: Dict[int, int] = {}           # by the first app's id: times its task was not started
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
+        self.told_held = 0                           # apps held, as last told to Work Queue
         self.task_numbers = itertools.count()
         self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
         self.factory_group: Optional[int] = None     # the executor's work_queue_factory, if it started one
@@ -111,6 +112,7 @@ class Manager:
                 self.arrive(message)
             if self.release() or messages:
                 self.waiting.ring()     # the next wait sends them without polling first
+            self.tell_demand()
             if not self.queue.empty():
                 # While apps are held, look again each second: workers that join give room too.
                 task = self.waiting.wait(1 if self.backlog else self.wait_seconds)
@@ -153,6 +155,13 @@ class Manager:
             self.submit(self.backlog.take(slots))
             released = True
         return released
+
+    def tell_demand(self) -> None:
+        """Tell Work Queue how many apps are held, so that its status (and a factory) counts them as tasks left."""
+        held = len(self.backlog) if self.backlog is not None else 0
+        if held != self.told_held:
+            self.queue.specify_num_tasks_left(held)
+            self.told_held = held
 
     def slots(self) -> int:
         """Tasks Work Queue can run at once, as far as can be seen now: those on workers, and idle workers."""
