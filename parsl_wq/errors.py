@@ -231,7 +231,8 @@ RESULT_EXPLANATIONS = {
     "TASK_TIMEOUT": "the task ran past its end time",
     "UNKNOWN": "Work Queue could not classify the failure",
     "FORSAKEN": "the task was abandoned by its worker and not retried",
-    "MAX_RETRIES": "the task failed on every attempt allowed by max_retries",
+    results.MAX_RETRIES: "Work Queue took the task back from its worker on every try that max_retries allows, "
+                         "before the app had a result",
     "TASK_MAX_RUN_TIME": "the task ran longer than its maximum running time",
     "DISK_ALLOC_FULL": "the task filled the disk allocated to its sandbox",
     "RMONITOR_ERROR": "the resource monitor wrapping the task failed",

@@ -118,3 +118,17 @@ def hostname_after(seconds, token=None):
 def sees_path(path):
     import os
     return os.path.exists(path)
+
+
+@python_app
+def kill_my_worker():
+    """SIGKILL the work_queue_worker this app runs under: its worker is lost."""
+    import os
+    import signal
+
+    import psutil
+    for process in psutil.Process(os.getpid()).parents():
+        if process.name() == "work_queue_worker":
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    return "worker not found"

@@ -9,10 +9,11 @@ from parsl import bash_app, python_app
 from parsl.config import Config
 from parsl.providers import LocalProvider, SlurmProvider
 
+import apps
 import extras_apps
 from conftest import start_worker, transactions, wait_until
 from parsl_wq import WorkQueueExecutor
-from parsl_wq.errors import ConfigurationError
+from parsl_wq.errors import ConfigurationError, TaskFailure
 from parsl_wq.client.workers import worker_resources
 
 TIMEOUT = 60
@@ -162,3 +163,12 @@ def test_fast_abort_below_1_fails_at_construction():
 def test_fast_abort_with_a_single_attempt_fails_at_construction():
     with pytest.raises(ConfigurationError, match=r"max_retries=1.*counts each fast abort against the task's attempts"):
         WorkQueueExecutor(fast_abort=3)
+
+
+def test_a_task_whose_workers_were_lost_says_so(load):
+    """Work Queue's default max_retries of 1 gives a task two tries; the app kills its worker on both."""
+    load(workers=3)
+    exc = apps.kill_my_worker().exception(timeout=TIMEOUT)
+    assert isinstance(exc, TaskFailure) and exc.result == "MAX_RETRIES", exc
+    assert "the worker running it was lost 2 times: 127.0.0.1:" in str(exc), exc
+    assert "max_retries allows no more tries (2 tries)" in str(exc), exc

@@ -51,6 +51,8 @@ def failure_without_result(done: TaskDone, inputs: Sequence[str]) -> TaskFailure
                            done.exit_code, done.output)
     if done.result_name in results.RAN_TO_END and done.exit_code is not None and done.exit_code >= 0:
         return crash(done)
+    if done.result_name == results.MAX_RETRIES:
+        return TaskFailure(done.task_id, done.result_name, retries_used(done), done.exit_code, done.output)
     return TaskFailure(done.task_id, done.result_name, explain_result(done.result_name),
                        done.exit_code, done.output)
 
@@ -85,6 +87,20 @@ def signal_of(exit_code: int) -> Optional[int]:
     except ValueError:
         return None
     return number
+
+
+def retries_used(done: TaskDone) -> str:
+    """Why Work Queue gave up a task: each try ended before the app had a result (an app's exception is its
+    result, so not the app)."""
+    tries = f" ({done.usage.attempts} tries)" if done.usage is not None and done.usage.attempts else ""
+    if done.lost:
+        times = "once" if len(done.lost) == 1 else f"{len(done.lost)} times"
+        return (f"the worker running it was lost {times}: {', '.join(done.lost)}, and max_retries allows no "
+                f"more tries{tries}. The app raised nothing; a worker is lost when it is killed, runs out of "
+                "memory, is cut from the network or is stopped by its batch system")
+    return (f"Work Queue took the task back from its worker on every try that max_retries allows{tries}, "
+            "before the app had a result: its worker was removed as too slow (fast_abort), or gave the task "
+            "back. The app raised nothing")
 
 
 def input_missing(done: TaskDone, inputs: Sequence[str]) -> InputMissing:

@@ -250,6 +250,10 @@ class Manager:
         else:
             done = TaskDone(task_id=int(task.tag), result=task.result, result_name=result_name,
                             exit_code=task.return_status, output=(task.output or "")[-OUTPUT_TAIL:], usage=usage)
+        if task.result == self.wq.WORK_QUEUE_RESULT_SUCCESS:
+            self.queue_state.workers.forget(task.id)
+        else:
+            done = dataclasses.replace(done, lost=tuple(self.queue_state.workers.lost(task.id)))
         if self.backlog is not None and outcomes:
             self.backlog.measured(apps[0].category, sum(s for _, s in outcomes.values()), len(outcomes))
         if len(apps) == 1:

@@ -34,6 +34,8 @@ class WorkerLog:
         self.running: Dict[str, str] = {}       # task id -> address of its worker
         self.joined: List[Dict] = []            # since the last take_changes(), with resources known
         self.left: List[Dict] = []
+        self.starts: Dict[str, List[Tuple[str, float]]] = {}    # task id -> (worker address, when) of each try
+        self.gone: Dict[str, Tuple[float, str]] = {}            # worker address -> (when, reason) it left
 
     def update(self) -> None:
         try:
@@ -59,6 +61,7 @@ class WorkerLog:
             elif kind == "TASK":
                 if event == "RUNNING":
                     self.running[ident] = rest.split()[0] if rest.split() else ""
+                    self.starts.setdefault(ident, []).append((self.running[ident], when))
                 elif event in TASK_ENDS:
                     self.running.pop(ident, None)
 
@@ -78,9 +81,27 @@ class WorkerLog:
             if not known and "cores" in worker:
                 self.joined.append(dict(worker))
         elif rest.startswith("DISCONNECTION"):     # "WORKER ID ADDRESS DISCONNECTION REASON"
+            self.gone[event] = (when, rest[len("DISCONNECTION"):].strip())
             worker = self.workers.pop(ident, None)
             if worker is not None and "cores" in worker:
                 self.left.append(dict(worker, left=when))
+
+    def forget(self, task_id: int) -> None:
+        self.starts.pop(str(task_id), None)
+
+    def lost(self, task_id: int) -> List[str]:
+        """The tries of a task that ended with their worker's disconnection ("ADDRESS (REASON)"); forgets the task.
+
+        A worker's address (host:port of its connection) names one connection,
+        so a try on an address that disconnected after the try began was lost with it.
+        """
+        self.update()
+        lost = []
+        for address, started in self.starts.pop(str(task_id), ()):
+            left = self.gone.get(address)
+            if left is not None and left[0] >= started:
+                lost.append(f"{address} ({left[1].lower() or 'disconnected'})")
+        return lost
 
     def take_changes(self) -> Tuple[List[Dict], List[Dict]]:
         """Workers that joined (resources known) and that left since the last call."""

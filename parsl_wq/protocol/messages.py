@@ -133,6 +133,7 @@ class TaskDone:
     usage: Optional[TaskUsage] = None
     outcome: Optional[bytes] = None     # the runner's pickle of the app's outcome, if it wrote one
     seconds: Optional[float] = None     # how long the app's function ran, measured by the runner
+    lost: Tuple[str, ...] = ()          # tries that ended with their worker's disconnection: "ADDRESS (REASON)"
 
 
 @dataclass(frozen=True)
