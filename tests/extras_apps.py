@@ -32,3 +32,12 @@ def straggler(marker, parsl_resource_specification={}):
         pass
     time.sleep(30)
     return "first try"
+
+
+def read_inputs(inputs=()):
+    """The text of each input file, read where the app finds it, and that path."""
+    found = []
+    for f in inputs:
+        with open(f.filepath) as handle:
+            found.append((handle.read(), f.filepath))
+    return found

@@ -21,6 +21,7 @@ read_shipped = python_app(extras_apps.read_shipped)
 proxy_seen = python_app(extras_apps.proxy_seen)
 short = python_app(extras_apps.short)
 straggler = python_app(extras_apps.straggler)
+read_inputs = python_app(extras_apps.read_inputs)
 
 
 @bash_app
@@ -172,3 +173,53 @@ def test_a_task_whose_workers_were_lost_says_so(load):
     assert isinstance(exc, TaskFailure) and exc.result == "MAX_RETRIES", exc
     assert "the worker running it was lost 2 times: 127.0.0.1:" in str(exc), exc
     assert "max_retries allows no more tries (2 tries)" in str(exc), exc
+
+
+@pytest.fixture
+def web_server(tmp_path):
+    """An HTTP server on loopback serving the folder ``tmp_path / "site"``."""
+    import functools
+    import http.server
+    import threading
+    site = tmp_path / "site"
+    site.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield site, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_inputs_are_fetched_into_the_apps_own_sandbox_without_a_shared_filesystem(load, web_server):
+    from parsl.data_provider.files import File
+    site, address = web_server
+    (site / "data.txt").write_text("served over http")
+    load()
+    [(text, path)] = read_inputs(inputs=[File(f"{address}/data.txt")]).result(timeout=TIMEOUT)
+    assert text == "served over http"
+    assert not os.path.isabs(path), path        # in the sandbox, not at a path of the submit side
+
+
+def test_staging_in_a_task_of_its_own_needs_a_shared_filesystem():
+    from parsl.data_provider.http import HTTPSeparateTaskStaging
+    with pytest.raises(ConfigurationError, match="HTTPSeparateTaskStaging writes its files outside the app's sandbox"):
+        WorkQueueExecutor(storage_access=[HTTPSeparateTaskStaging()])
+    WorkQueueExecutor(storage_access=[HTTPSeparateTaskStaging()], shared_fs=True)
+
+
+def test_an_app_file_named_as_an_extra_input_file_fails_at_submit_naming_both(load, tmp_path, monkeypatch):
+    from parsl.data_provider.files import File
+    shipped = tmp_path / "data.txt"
+    shipped.write_text("shipped to every task")
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "data.txt").write_text("the app's own")
+    monkeypatch.chdir(here)
+    load(extra_input_files=[str(shipped)])
+    exc = read_inputs(inputs=[File("data.txt")]).exception(timeout=TIMEOUT)
+    assert isinstance(exc, ValueError), exc
+    assert str(here / "data.txt") in str(exc) and str(shipped) in str(exc) and "'data.txt'" in str(exc), exc
+    [(text, _)] = read_inputs(inputs=[File(str(shipped))]).result(timeout=TIMEOUT)    # elsewhere in the sandbox (abs/...): no clash
+    assert text == "shipped to every task"

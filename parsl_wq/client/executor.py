@@ -55,7 +55,7 @@ from parsl.providers import LocalProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.utils import RepresentationMixin
 
-from parsl_wq.client import joining, serialize, worker_program, workers
+from parsl_wq.client import files, joining, serialize, worker_program, workers
 from parsl_wq.client.collector import Collector, Pending, Submitted, TaskFuture
 from parsl_wq.client.config import Settings, manager_config, parameters, task_options
 from parsl_wq.client.factory import FactoryProcess, WorkerFactory
@@ -65,7 +65,7 @@ from parsl_wq.client.progress import ProgressBar
 from parsl_wq.client.progress import wanted as progress_wanted
 from parsl_wq.client.resources import Resources, parse_resource_specification
 from parsl_wq.client.run_status import RunStatus
-from parsl_wq.client.tasks import TaskFiles, app_name, warm_launcher
+from parsl_wq.client.tasks import TaskFiles, app_name, check_sandbox_names, warm_launcher
 from parsl_wq.client.usage import UsageSummary
 from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import ConfigurationError, ExecutorBroken, ExecutorShutdown, PackError
@@ -137,7 +137,12 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         True if workers see the submit side's files at the same paths; then no
         Parsl File is transferred. Default False: every File is transferred.
     storage_access : list of Staging, optional
-        Parsl staging providers for non-local files.
+        Parsl staging providers for non-local files. Default: with
+        ``shared_fs=False``, Parsl's in-task providers for http, https and ftp
+        (the app's task downloads its files into its own sandbox); with
+        ``shared_fs=True``, Parsl's defaults. A provider that stages in a task
+        of its own (``HTTPSeparateTaskStaging``, ``FTPSeparateTaskStaging``,
+        ``ZipFileStaging``) needs ``shared_fs=True``.
     use_cache : bool
         Keep input Files on the workers for later tasks, matched by path.
     source : bool
@@ -316,6 +321,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                 setattr(self, name, value)
         self._engine = features(load_work_queue())
         self._settings = Settings.of(self, self._engine)     # a bad value fails here, not at start()
+        self._chosen_staging: Optional[List[Staging]] = None
+        self._choose_staging()
 
         self._pending = Pending()
         self._learned_cores: Dict[str, int] = {}
@@ -337,6 +344,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         """Create the run directory, start the manager process and the first blocks of workers."""
         super().start()
         self._settings = settings = Settings.of(self, self._engine)   # as the config left the attributes
+        self._choose_staging()
         self._log_dir = os.path.join(self.run_dir, self.label)
         if settings.function_dir is None:
             self._data_dir = os.path.join(self._log_dir, "function_data")
@@ -413,6 +421,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             raise ExecutorBroken(self.label, "submit() was called before start()")
         task_id = self._pending.new_id()
         task_args, task_kwargs, staging = self._files.plan(args, kwargs)
+        check_sandbox_names(staging, self._task_files.options.extra_inputs)
         function_name, function_file = self._task_files.write_function(func)
         arguments = self._task_files.arguments(func, task_args, task_kwargs)
 
@@ -455,6 +464,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._collector.finished(task_id, record, None, error)
         if future is not None and not future.done():
             future.set_exception(error)
+
+    def _choose_staging(self) -> None:
+        """Parsl's staging providers for the run: the user's, checked, or those that fit ``shared_fs``."""
+        if self.storage_access is None or self.storage_access is self._chosen_staging:
+            self.storage_access = self._chosen_staging = files.default_staging(self._settings.shared_fs)
+        else:
+            files.check_staging(self.storage_access, self._settings.shared_fs)
 
     def _category(self, func: Callable, resources: Resources) -> str:
         if resources.category is not None:

@@ -9,6 +9,13 @@ remapping step. With ``shared_fs=True`` no file is transferred and the copies
 point at absolute paths on the shared filesystem.
 
 The caller's File objects are never modified.
+
+Files Parsl stages from elsewhere (``http``, ``https``, ``ftp``) are fetched by
+its staging providers (``storage_access``). Without a shared filesystem the
+default is Parsl's in-task providers: the app's own task downloads the file
+into its sandbox before the app starts. Parsl's default providers for these
+schemes download in a task of their own, into a sandbox the app never sees,
+so they are refused with ``shared_fs=False``.
 """
 
 import copy
@@ -16,8 +23,37 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
+from parsl.data_provider.file_noop import NoOpFileStaging
 from parsl.data_provider.files import File
+from parsl.data_provider.ftp import FTPInTaskStaging, FTPSeparateTaskStaging
+from parsl.data_provider.http import HTTPInTaskStaging, HTTPSeparateTaskStaging
+from parsl.data_provider.staging import Staging as ParslStaging
+from parsl.data_provider.zip import ZipFileStaging
 from parsl.utils import get_std_fname_mode
+
+from parsl_wq.errors import ConfigurationError
+
+NEEDS_SHARED_FS = (HTTPSeparateTaskStaging, FTPSeparateTaskStaging, ZipFileStaging)
+
+
+def default_staging(shared_fs: bool) -> List[ParslStaging]:
+    """Parsl's staging providers that work with or without a shared filesystem."""
+    if shared_fs:
+        return [NoOpFileStaging(), FTPSeparateTaskStaging(), HTTPSeparateTaskStaging(), ZipFileStaging()]
+    return [NoOpFileStaging(), FTPInTaskStaging(), HTTPInTaskStaging()]
+
+
+def check_staging(storage_access: List[ParslStaging], shared_fs: bool) -> None:
+    """Refuse, without a shared filesystem, a provider that puts files where the app's task cannot see them."""
+    if shared_fs:
+        return
+    for provider in storage_access:
+        if isinstance(provider, NEEDS_SHARED_FS):
+            raise ConfigurationError(
+                "storage_access", storage_access,
+                f"with shared_fs=False, providers that fetch files inside the app's own task, such as "
+                f"HTTPInTaskStaging and FTPInTaskStaging (the default): {type(provider).__name__} writes its "
+                f"files outside the app's sandbox, which only a shared filesystem would show to the app")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import os
 import shlex
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from parsl_wq.client import serialize
 from parsl_wq.client.files import Staging
@@ -156,6 +156,18 @@ class TaskFiles:
                                          if requested.get("running_time_min") else None)) if v}
         return WarmCall(env=env, limits=limits, interval=self.options.monitor_interval or 1,
                         node_tmpdir=NODE_TMPDIR if self.options.shared_fs else None, environment=environment)
+
+
+def check_sandbox_names(staging: Staging, extra_inputs: Sequence[Tuple[str, str]]) -> None:
+    """Refuse an app whose own File would land on the name of a file in ``extra_input_files``.
+
+    Both go to the sandbox under their names; one would silently replace the other.
+    """
+    extra = {remote: local for local, remote in extra_inputs}
+    for f in staging.inputs + staging.outputs:
+        if f.remote in extra and (f.local != extra[f.remote] or f in staging.outputs):
+            raise ValueError(f"the app's file {f.local} and extra_input_files' {extra[f.remote]} would both be "
+                             f"{f.remote!r} in the task's sandbox: rename one of them")
 
 
 def ship_environment(environment: Optional["PackedEnvironment"], inputs: List[FileTransfer]) -> Optional[Dict[str, str]]:
