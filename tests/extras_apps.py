@@ -41,3 +41,7 @@ def read_inputs(inputs=()):
         with open(f.filepath) as handle:
             found.append((handle.read(), f.filepath))
     return found
+
+
+def random_bytes(size):
+    return os.urandom(size)

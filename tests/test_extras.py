@@ -11,9 +11,9 @@ from parsl.providers import LocalProvider, SlurmProvider
 
 import apps
 import extras_apps
-from conftest import start_worker, transactions, wait_until
+from conftest import engine_has_coprocesses, start_worker, transactions, wait_until
 from parsl_wq import WorkQueueExecutor
-from parsl_wq.errors import ConfigurationError, TaskFailure
+from parsl_wq.errors import ConfigurationError, ExecutorBroken, TaskFailure
 from parsl_wq.client.workers import worker_resources
 
 TIMEOUT = 60
@@ -22,6 +22,7 @@ proxy_seen = python_app(extras_apps.proxy_seen)
 short = python_app(extras_apps.short)
 straggler = python_app(extras_apps.straggler)
 read_inputs = python_app(extras_apps.read_inputs)
+random_bytes = python_app(extras_apps.random_bytes)
 
 
 @bash_app
@@ -223,3 +224,28 @@ def test_an_app_file_named_as_an_extra_input_file_fails_at_submit_naming_both(lo
     assert str(here / "data.txt") in str(exc) and str(shipped) in str(exc) and "'data.txt'" in str(exc), exc
     [(text, _)] = read_inputs(inputs=[File(str(shipped))]).result(timeout=TIMEOUT)    # elsewhere in the sandbox (abs/...): no clash
     assert text == "shipped to every task"
+
+
+@pytest.fixture
+def small_run_disk(tmp_path):
+    """The run directory (``tmp_path / "run"``) on a tmpfs of 4 MB."""
+    import subprocess
+    run = tmp_path / "run"
+    run.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(run)]).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield run
+    subprocess.run(["umount", "-l", str(run)])
+
+
+def test_a_full_disk_on_the_submit_side_is_named_with_its_path(small_run_disk, load):
+    """A 10 MB result cannot be written to the run's 4 MB disk: Work Queue removes the worker each time."""
+    load(workers=3)
+    exc = random_bytes(10 * 1000 * 1000).exception(timeout=TIMEOUT)
+    assert f"submit side's disk is full where the task's outputs and result are written: {small_run_disk}/" \
+           in str(exc), exc
+    if engine_has_coprocesses():    # cctools 7.17.1: its manager dies of SIGSEGV, and the executor breaks
+        assert isinstance(exc, ExecutorBroken) and "exit code -11" in str(exc), exc
+        return
+    assert isinstance(exc, TaskFailure), exc
+    assert len(random_bytes(1000).result(timeout=TIMEOUT)) == 1000      # a result that fits still comes back

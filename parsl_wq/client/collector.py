@@ -157,7 +157,7 @@ class Collector:
         if not self.stopping:
             self.broken(f"the Work Queue manager process exited unexpectedly "
                         f"(exit code {self.manager.exit_code(timeout=5)}); "
-                        f"see {self.manager.log_path}: {self.manager.log_tail()}")
+                        f"see {self.manager.log_path}: {self.manager.log_tail()}{self.manager.disk_note()}")
 
     def queue_state(self, state: QueueState) -> None:
         """The run's status files and monitoring's node table; a failure here costs no app anything."""

@@ -17,7 +17,8 @@ from typing import Any, List, Optional, Tuple, Union
 
 from parsl_wq.errors import ExecutorBroken
 from parsl_wq.protocol.channel import Channel
-from parsl_wq.protocol.messages import ManagerConfig, Ready, Stop
+from parsl_wq.client.outcomes import LOW_DISK
+from parsl_wq.protocol.messages import ManagerConfig, Ready, Stop, amount
 
 START_TIMEOUT = 60      # seconds for the manager process to report its port
 STOP_TIMEOUT = 10       # seconds for the manager process to exit once told to stop
@@ -98,6 +99,20 @@ class ManagerProcess:
                 os.close(fd)
             except OSError:
                 pass
+
+    def disk_note(self) -> str:
+        """A word on the run's disk if it is full: Work Queue 7.17.1's manager crashes (SIGSEGV) when it cannot
+        write a task's result there (``tests/test_extras.py``)."""
+        folder = os.path.dirname(self.log_path)
+        try:
+            space = os.statvfs(folder)
+        except OSError:
+            return ""
+        free = space.f_bavail * space.f_frsize
+        if free >= LOW_DISK:
+            return ""
+        return (f"\nThe submit side's disk is full where the task's outputs and result are written: {folder} "
+                f"({amount('disk', free / 1e6)} free); Work Queue's manager may have failed to write there")
 
     def log_tail(self, lines: int = 20) -> str:
         try:

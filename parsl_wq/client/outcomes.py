@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 from parsl_wq.client import serialize
 from parsl_wq.errors import AppCrashed, InputMissing, ResourceExhausted, TaskFailure, explain_result
 from parsl_wq.protocol import results
-from parsl_wq.protocol.messages import TaskDone
+from parsl_wq.protocol.messages import TaskDone, amount
 from parsl_wq.protocol.sandbox import CANNOT_WRITE_RESULT, UNPACK_FAILED
 
 SIGNAL_HINTS = {
@@ -44,6 +44,14 @@ def failure_without_result(done: TaskDone, inputs: Sequence[str]) -> TaskFailure
     """The exception for an app whose runner wrote no outcome."""
     if done.result_name == results.INPUT_MISSING:
         return input_missing(done, inputs)
+    full = [(folder, free) for folder, free in done.disks if free < LOW_DISK]
+    if full and done.result_name in (results.MAX_RETRIES, results.OUTPUT_MISSING):
+        folders = ", ".join(f"{folder} ({amount('disk', free / 1e6)} free)" for folder, free in full)
+        return TaskFailure(done.task_id, done.result_name,
+                           f"the submit side's disk is full where the task's outputs and result are written: "
+                           f"{folders}. Work Queue takes an output it cannot write for its worker's failure: it "
+                           f"removes the worker and tries again elsewhere, while max_retries allows. Free space "
+                           f"there, or give the run_dir another disk", done.exit_code, done.output)
     if UNPACK_FAILED in done.output:
         return TaskFailure(done.task_id, done.result_name,
                            "the packed environment could not be unpacked on the worker (unpack.sh needs "
@@ -87,6 +95,9 @@ def signal_of(exit_code: int) -> Optional[int]:
     except ValueError:
         return None
     return number
+
+
+LOW_DISK = 100 * 1000 * 1000   # bytes free under which a disk that receives outputs is called full
 
 
 def retries_used(done: TaskDone) -> str:

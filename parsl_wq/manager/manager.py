@@ -61,6 +61,22 @@ class Submitted:
         return read_results(data)
 
 
+def receiving_disks(paths: List[str]) -> Tuple[Tuple[str, int], ...]:
+    """(folder, bytes free) of each disk that the files at ``paths`` are written to, once per disk.
+
+    Work Queue takes a file it cannot write here for its worker's failure:
+    it removes the worker and tries the task elsewhere.
+    """
+    disks: Dict[int, Tuple[str, int]] = {}
+    for folder in dict.fromkeys(os.path.dirname(path) for path in paths):
+        try:
+            device, space = os.stat(folder).st_dev, os.statvfs(folder)
+        except OSError:
+            continue
+        disks.setdefault(device, (folder, space.f_bavail * space.f_frsize))
+    return tuple(disks.values())
+
+
 def remove(*paths: str) -> None:
     for path in paths:
         try:
@@ -253,7 +269,9 @@ class Manager:
         if task.result == self.wq.WORK_QUEUE_RESULT_SUCCESS:
             self.queue_state.workers.forget(task.id)
         else:
-            done = dataclasses.replace(done, lost=tuple(self.queue_state.workers.lost(task.id)))
+            done = dataclasses.replace(done, lost=tuple(self.queue_state.workers.lost(task.id)),
+                                       disks=receiving_disks([submitted.results] + [f.local for app in apps
+                                                                                    for f in app.outputs]))
         if self.backlog is not None and outcomes:
             self.backlog.measured(apps[0].category, sum(s for _, s in outcomes.values()), len(outcomes))
         if len(apps) == 1:

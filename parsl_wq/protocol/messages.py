@@ -134,6 +134,7 @@ class TaskDone:
     outcome: Optional[bytes] = None     # the runner's pickle of the app's outcome, if it wrote one
     seconds: Optional[float] = None     # how long the app's function ran, measured by the runner
     lost: Tuple[str, ...] = ()          # tries that ended with their worker's disconnection: "ADDRESS (REASON)"
+    disks: Tuple[Tuple[str, int], ...] = ()     # (folder, bytes free) of each disk that receives its outputs
 
 
 @dataclass(frozen=True)
