@@ -45,3 +45,13 @@ def read_inputs(inputs=()):
 
 def random_bytes(size):
     return os.urandom(size)
+
+
+def tiny(x, parsl_resource_specification={}):
+    time.sleep(0.01)
+    return x
+
+
+def sleep_then(seconds, parsl_resource_specification={}):
+    time.sleep(seconds)
+    return seconds

@@ -292,9 +292,8 @@ def test_a_hung_app_holds_up_only_itself(no_leftover_workers, load_without_worke
     assert [f.result() for f in others] == [i for i in range(60) if i != 30]
     assert not futures[30].done()
     runs = collections.Counter(i for i, _ in log_lines(log))
-    victim_pids = [pid for i, pid in log_lines(log) if i == 30]
     assert runs[30] == 2, runs[30]                          # in its bundle, then alone
-    assert sum(1 for _, pid in log_lines(log) if pid == victim_pids[0]) > 1     # the first time, in a bundle
     assert all(runs[i] == 1 for i in range(60) if i != 30)
     with open(os.path.join(executor._log_dir, "manager.log")) as f:
-        assert "which ran past 1 s: it runs again alone" in f.read()
+        log_text = f.read()
+    assert "which ran past 1 s: it runs again alone" in log_text, log_text

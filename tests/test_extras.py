@@ -12,7 +12,7 @@ from parsl.providers import LocalProvider, SlurmProvider
 import apps
 import extras_apps
 from conftest import engine_has_coprocesses, start_worker, transactions, wait_until
-from parsl_wq import WorkQueueExecutor
+from parsl_wq import WorkQueueExecutor, resource_usage
 from parsl_wq.errors import ConfigurationError, ExecutorBroken, TaskFailure
 from parsl_wq.client.workers import worker_resources
 
@@ -21,6 +21,7 @@ read_shipped = python_app(extras_apps.read_shipped)
 proxy_seen = python_app(extras_apps.proxy_seen)
 short = python_app(extras_apps.short)
 straggler = python_app(extras_apps.straggler)
+tiny = python_app(extras_apps.tiny)
 read_inputs = python_app(extras_apps.read_inputs)
 random_bytes = python_app(extras_apps.random_bytes)
 
@@ -135,26 +136,42 @@ def test_workers_offer_what_the_provider_gives_a_node():
     assert worker_resources(SlurmProvider(), "") == ""
 
 
-def test_fast_abort_stops_a_straggler_and_queues_it_again(load, tmp_path):
+def manager_log(executor):
+    with open(os.path.join(executor._log_dir, "manager.log")) as f:
+        return f.read()
+
+
+def test_fast_abort_stops_a_straggler_and_runs_it_again(load, tmp_path):
     executor, _ = load(workers=2, fast_abort=5, max_retries=None)
-    # Work Queue aborts only once 10 tasks of the category are done; one after the other, none is bundled.
+    # Tasks are judged once 10 tasks of the category are done; one after the other, none is bundled.
     assert [short(i).result(timeout=TIMEOUT) for i in range(12)] == list(range(12))
     late = straggler(str(tmp_path / "marker"), parsl_resource_specification={"category": "short"})
+    # Stopped after about 5 times the category's 0.2 s apps (and their tasks' overhead), and run again,
+    # when it returns at once.
+    assert late.result(timeout=TIMEOUT) == "second try"
+    assert "(1 app) on" in manager_log(executor) and "past" in manager_log(executor)
 
-    def straggler_states():
-        """The states Work Queue logged for the newest task (the straggler's), in order."""
-        rows = [line.split()[3:5] for line in transactions(executor, "TASK")]
-        newest = max(int(task) for task, _ in rows)
-        return [state for task, state in rows if int(task) == newest]
 
-    def queued_again():
-        states = straggler_states()
-        return "RUNNING" in states and "WAITING" in states[states.index("RUNNING"):]
-    # Stopped after about 5 times the category's 0.2 s average, and put back in the queue.
-    assert wait_until(queued_again, timeout=20), straggler_states()
-    # Its second try returns at once, but Work Queue may stop that one too: in loaded runs here (both engines)
-    # it stopped every later try on the same worker. So the test does not wait for the app's result.
-    assert not late.done() or late.result() == "second try"
+def test_fast_abort_judges_a_bundle_by_its_apps(load):
+    """Single apps of 10 ms make a category's tasks short; bundles of many such apps take a second, and are
+    judged by what their apps take together: none is aborted (Work Queue's own fast abort aborted them)."""
+    executor, _ = load(workers=1, fast_abort=3, max_retries=None)
+    assert [tiny(i, parsl_resource_specification={"category": "tiny"}).result(timeout=TIMEOUT)
+            for i in range(12)] == list(range(12))
+    futures = [tiny(i, parsl_resource_specification={"category": "tiny"}) for i in range(400)]
+    assert [f.result(timeout=TIMEOUT) for f in futures] == list(range(400))
+    assert max(resource_usage(f).bundled for f in futures) >= 50
+    assert "fast abort" not in manager_log(executor)
+    # No task was taken back from its worker after running a while (a worker may give a task back at
+    # once, before it starts: that is not an abort).
+    started, taken_back = {}, []
+    for line in transactions(executor, "TASK"):
+        when, _, _, task, state = line.split()[:5]
+        if state == "RUNNING":
+            started[task] = int(when)
+        elif state == "WAITING" and task in started and int(when) - started[task] > 100_000:
+            taken_back.append(task)
+    assert not taken_back, taken_back
 
 
 def test_fast_abort_below_1_fails_at_construction():
@@ -162,9 +179,14 @@ def test_fast_abort_below_1_fails_at_construction():
         WorkQueueExecutor(fast_abort=0.5, max_retries=None)
 
 
-def test_fast_abort_with_a_single_attempt_fails_at_construction():
-    with pytest.raises(ConfigurationError, match=r"max_retries=1.*counts each fast abort against the task's attempts"):
-        WorkQueueExecutor(fast_abort=3)
+def test_fast_abort_counts_its_aborts_against_max_retries(load, tmp_path):
+    """With max_retries=1 a straggler is aborted once and run again; aborted a second time, it fails."""
+    executor, _ = load(workers=1, fast_abort=2, max_retries=1)
+    assert [short(i).result(timeout=TIMEOUT) for i in range(12)] == list(range(12))
+    always_late = python_app(extras_apps.sleep_then)(30, parsl_resource_specification={"category": "short"})
+    exc = always_late.exception(timeout=TIMEOUT)
+    assert isinstance(exc, TaskFailure) and exc.result == "MAX_RETRIES", exc
+    assert "fast abort: task" in str(exc) and "aborted 2 times" in str(exc), exc
 
 
 def test_a_task_whose_workers_were_lost_says_so(load):

@@ -71,13 +71,7 @@ def check_options(options, engine: Features) -> Checked:
     _check_extra_files(options)
     if options.fast_abort is not None and not options.fast_abort >= 1:
         raise ConfigurationError("fast_abort", options.fast_abort, "None (off) or a number >= 1: how many times "
-                                 "its category's average time a task may run before it is run again elsewhere")
-    if options.fast_abort is not None and options.max_retries is not None and options.max_retries < 3:
-        raise ConfigurationError("max_retries", options.max_retries, "max_retries >= 3 or None with fast_abort: "
-                                 "Work Queue counts each fast abort against the task's attempts (on cctools "
-                                 "7.17 a straggler run again once had used 3), so with "
-                                 f"max_retries={options.max_retries} an aborted straggler can fail instead of "
-                                 "running again")
+                                 "what its apps should take a task may run before it is run again")
     if options.progress not in (True, False, "always"):
         raise ConfigurationError("progress", options.progress, 'True, False or "always"')
     if options.scaling_cores_per_worker < 1:

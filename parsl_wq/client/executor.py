@@ -246,17 +246,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         when workers connect with TLS (cctools 7.x): a proxy is a credential.
         False: no proxy.
     fast_abort : float, optional
-        Work Queue's fast abort, for stragglers on slow or broken nodes: once
-        10 tasks of a category are done, a task that runs longer than this
-        many times their average is stopped and queued again; a worker that
-        two such tasks in a row ran on is removed and blocked for a while. At
-        least 1. Default None: off. Work Queue counts each abort against the
-        task's ``max_retries`` (on cctools 7.17 a straggler run again once
-        had used 3 attempts), so ``fast_abort`` needs ``max_retries`` of 3
-        or more, or None. Caution: in two of
-        about fifteen test runs here, on a loaded machine, Work Queue put an
-        aborted task back on the same worker and stopped each later try
-        too, so the app never finished (see docs/usage.md).
+        Fast abort, for stragglers on slow or broken nodes: once 10 tasks of
+        a category have succeeded, a task that runs longer than this many
+        times what its apps should take (the category's measured seconds per
+        app times its apps, plus the tasks' overhead) is taken back and
+        submitted again, with one more multiple each time. A bundle is judged
+        by its apps together. At least 1. Default None: off. Each abort
+        counts against ``max_retries``.
     scaling_cores_per_worker : int
         Cores a worker is expected to have, for Parsl's scaling.
     remote_monitoring_radio : RadioConfig, optional

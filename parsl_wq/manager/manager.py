@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Dict, List, Optional, Tuple
 
 from parsl_wq.manager import allocation, bundles, monitor
+from parsl_wq.manager.fast_abort import FastAbort
 from parsl_wq.manager.queue import not_started
 from parsl_wq.manager.queue_state import QueueStateSender
 from parsl_wq.manager.waiting import ChannelWait
@@ -49,6 +50,7 @@ class Submitted:
     apps: List[SubmitTask]
     calls: str
     results: str
+    task: object = None     # the Work Queue task
 
     def outcomes(self) -> Dict[int, Tuple[bytes, float]]:
         """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
@@ -59,6 +61,11 @@ class Submitted:
             data = b""
         remove(self.calls, self.results)
         return read_results(data)
+
+
+def task_seconds(task) -> float:
+    """Seconds from when Work Queue began sending the task to a worker to when it had its results."""
+    return max(0.0, (task._task.time_when_done - task._task.time_when_commit_start) / 1e6)
 
 
 def receiving_disks(paths: List[str]) -> Tuple[Tuple[str, int], ...]:
@@ -102,6 +109,10 @@ class Manager:
         self.restarts: Dict[int, int] = {}           # by the first app's id: times its task was not started
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
         self.told_held = 0                           # apps held, as last told to Work Queue
+        self.fast_abort = FastAbort(config.fast_abort) if config.fast_abort is not None else None
+        self.aborts: Dict[int, int] = {}             # by the first app's id: times its task was a straggler
+        self.last_abort_check = 0.0
+        self.running_state = getattr(wq, "WORK_QUEUE_TASK_RUNNING", None)
         self.task_numbers = itertools.count()
         self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
         self.factory_group: Optional[int] = None     # the executor's work_queue_factory, if it started one
@@ -137,6 +148,8 @@ class Manager:
             elif idle and not messages:
                 self.waiting.wait(0)    # no task: workers still join and leave
             self.queue_state.maybe_send()
+            if self.fast_abort is not None:
+                self.abort_stragglers()
 
     def arrive(self, message: SubmitTask) -> None:
         """Submit an app at once while Work Queue has room for it, or when it goes first; otherwise hold it."""
@@ -199,7 +212,7 @@ class Manager:
                 f.write(bundles.calls(identity, apps, overdue))
             task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs)
             task_id = self.queue.submit(task)
-            self.submitted[task_id] = Submitted(apps, calls_file, results_file)
+            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task)
             self.waiting.submitted(task)
         except Exception as e:
             remove(calls_file, results_file)
@@ -244,10 +257,6 @@ class Manager:
         allocation.configure_category(self.wq, self.queue, category, self.config.allocation_mode,
                                       self.config.category_max_resources,
                                       self.config.category_first_allocation)
-        if self.config.fast_abort is not None:
-            # per category: Work Queue applies the "default" category's multiplier only
-            # once the "default" category itself has finished 10 tasks (abort_slow_workers)
-            self.queue.activate_fast_abort_category(category, self.config.fast_abort)
 
     def report(self, task) -> None:
         submitted = self.submitted.pop(task.id)
@@ -272,6 +281,10 @@ class Manager:
             done = dataclasses.replace(done, lost=tuple(self.queue_state.workers.lost(task.id)),
                                        disks=receiving_disks([submitted.results] + [f.local for app in apps
                                                                                     for f in app.outputs]))
+        if self.fast_abort is not None and task.result == self.wq.WORK_QUEUE_RESULT_SUCCESS \
+                and len(outcomes) == len(apps):
+            self.fast_abort.succeeded(apps[0].category, task_seconds(task), [s for _, s in outcomes.values()])
+        self.aborts.pop(apps[0].task_id, None)
         if self.backlog is not None and outcomes:
             self.backlog.measured(apps[0].category, sum(s for _, s in outcomes.values()), len(outcomes))
         if len(apps) == 1:
@@ -280,6 +293,40 @@ class Manager:
                                                   seconds=outcome[1] if outcome else None))
         else:
             self.split(apps, done, outcomes)
+
+    def abort_stragglers(self) -> None:
+        """Abort each running task that runs far past what its apps should take (``fast_abort``), once a second."""
+        now = time.time()
+        if now - self.last_abort_check < 1:
+            return
+        self.last_abort_check = now
+        for task_id, submitted in list(self.submitted.items()):
+            apps = submitted.apps
+            limit = self.fast_abort.limit(apps[0].category, len(apps), self.aborts.get(apps[0].task_id, 0))
+            if limit is None or self.queue.task_state(task_id) != self.running_state:
+                continue
+            started = submitted.task._task.time_when_commit_start / 1e6
+            if started > 0 and now - started > limit:
+                self.abort(task_id, submitted, now - started, limit)
+
+    def abort(self, task_id: int, submitted: Submitted, seconds: float, limit: float) -> None:
+        """Take a straggler back from its worker and submit its apps again; past max_retries, fail them."""
+        apps = submitted.apps
+        self.queue.cancel_by_taskid(task_id)
+        self.waiting.forget(submitted.task)
+        del self.submitted[task_id]
+        remove(submitted.calls, submitted.results)
+        aborts = self.aborts[apps[0].task_id] = self.aborts.get(apps[0].task_id, 0) + 1
+        why = (f"fast abort: task {task_id} ({len(apps)} app{'s' if len(apps) > 1 else ''}) on {submitted.task.hostname} ran {seconds:.1f} s, "
+               f"past {limit:.1f} s ({self.config.fast_abort:g} + {aborts - 1} times what its apps should take)")
+        print(why, file=sys.stderr, flush=True)
+        if apps[0].max_retries is not None and aborts > apps[0].max_retries:
+            self.aborts.pop(apps[0].task_id)
+            for message in apps:
+                self.channel.send(TaskDone(message.task_id, self.wq.WORK_QUEUE_RESULT_MAX_RETRIES,
+                                           results.MAX_RETRIES, -1, why + f"; aborted {aborts} times"))
+            return
+        self.submit(apps)
 
     def nothing_ran(self, task, warm_task: bool, outcomes: Dict[int, Tuple[bytes, float]]) -> Optional[str]:
         """Why no app of the task ran, if its worker did not start it or its runner refused the calls file."""

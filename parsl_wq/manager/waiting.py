@@ -72,6 +72,10 @@ class ChannelWait:
     def submitted(self, task) -> None:
         self.tasks[_address(task)] = task
 
+    def forget(self, task) -> None:
+        """A task taken out of the queue (``cancel_by_taskid``) without ``wait`` returning it."""
+        self.tasks.pop(_address(task), None)
+
     def ring(self) -> None:
         """Make the next ``wait`` start with a pass that does not poll, so that it sends new tasks at once."""
         os.write(self.bell_w, b"!")
