@@ -132,3 +132,10 @@ def kill_my_worker():
             os.kill(process.pid, signal.SIGKILL)
             break
     return "worker not found"
+
+
+@python_app
+def digest_and_echo(data, size):
+    """The SHA-256 of ``data`` as the worker got it, and ``size`` bytes of a pattern to send back."""
+    import hashlib
+    return hashlib.sha256(data).hexdigest(), bytes(range(256)) * (size // 256)

@@ -145,3 +145,16 @@ def test_outstanding_counts_pending_slots(dfk):
     assert wait_until(lambda: executor.outstanding() == 3, timeout=TIMEOUT)
     [f.result(timeout=TIMEOUT) for f in futures]
     assert executor.outstanding() == 0
+
+
+def test_a_large_argument_and_a_large_result_arrive_whole_and_small_apps_go_on(dfk):
+    """200 MB each way (the sizes and the speed against HTEX are in benchmarks/large_data.py)."""
+    import hashlib
+    size = 200 << 20
+    data = os.urandom(1 << 20) * 200
+    big = apps.digest_and_echo(data, size)
+    small = [apps.add(i, 1) for i in range(5)]
+    assert [f.result(timeout=TIMEOUT) for f in small] == [1, 2, 3, 4, 5]
+    digest, echoed = big.result(timeout=TIMEOUT * 2)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert len(echoed) == size and echoed == bytes(range(256)) * (size // 256)

@@ -1,5 +1,6 @@
 """Pure logic: resource checks, serialization, the runner, file planning, the engine lookup, framing."""
 
+import io
 import os
 import pickle
 import socket
@@ -281,7 +282,10 @@ def run_runner(program, tmp_path, function_bytes, *calls, results="results"):
     write_calls(tmp_path, *entries)
     proc = run_program(program, tmp_path, "run", "calls", results)
     path = tmp_path / results
-    outcomes = sandbox.read_results(path.read_bytes()) if path.exists() else {}
+    outcomes = {}
+    if path.exists():
+        with open(path, "rb") as f:
+            outcomes = sandbox.read_results(f)
     return proc.returncode, [pickle.loads(outcomes[i][0]) if i in outcomes else None for i in range(len(entries))]
 
 
@@ -356,8 +360,8 @@ def test_the_runner_refuses_a_calls_file_that_is_not_its_tasks_and_loads_nothing
 def test_a_cut_last_frame_is_left_out():
     whole = sandbox.frame(7, b"abc", 0.5)
     cut = sandbox.FRAME.pack(8, 5, 0.5) + b"ab"
-    assert sandbox.read_results(whole + cut) == {7: (b"abc", 0.5)}
-    assert sandbox.read_results(whole[:10]) == {}
+    assert sandbox.read_results(io.BytesIO(whole + cut)) == {7: (b"abc", 0.5)}
+    assert sandbox.read_results(io.BytesIO(whole[:10])) == {}
 
 
 # ------------------------------------------------------------------- files
@@ -455,7 +459,7 @@ def test_channel_round_trip_and_partial_frames():
     sender.send(messages.Stop())
     assert receiver.receive(timeout=5) == [done, messages.Stop()]
     data = pickle.dumps(done)
-    os.write(w1, channel._HEADER.pack(len(data)) + data[:5])
+    os.write(w1, channel._HEADER.pack(len(data), 0) + data[:5])
     assert receiver.receive(timeout=0.1) == []
     os.write(w1, data[5:])
     assert receiver.receive(timeout=5) == [done]
@@ -477,8 +481,59 @@ def test_a_large_message_arrives_whole_and_a_length_past_4_gib_is_a_length():
         got += receiver.receive(timeout=60)
     writer.join(timeout=60)
     assert got == [big, messages.Stop()]
-    os.write(w1, channel._HEADER.pack(5 << 30) + b"start of a 5 GiB message")   # no limit below memory's
+    os.write(w1, channel._HEADER.pack(5 << 30, 0) + b"start of a 5 GiB message")   # no limit below memory's
     assert receiver.receive(timeout=0.1) == []
+    os.close(w1)
+    os.close(r1)
+
+
+def test_payloads_travel_out_of_band_into_buffers_of_their_own_split_at_any_point():
+    """A PickleBuffer of bytes arrives as a read-only view of a bytearray of its own; frames cut anywhere parse."""
+    import fcntl
+    import pickle as pickle_module
+    import tempfile
+    payloads = [os.urandom(3000), b"", os.urandom(70_000)]
+    sent = [messages.TaskDone(i, 0, "SUCCESS", 0, "", outcome=pickle_module.PickleBuffer(p))
+            for i, p in enumerate(payloads)] + [messages.Stop()]
+    with tempfile.TemporaryFile() as f:
+        sender = channel.Channel(-1, f.fileno())
+        for message in sent:
+            sender.send(message)
+        f.seek(0)
+        wire = f.read()
+    for cut in (1, 7, 13, 100, 3050, len(wire) - 1):      # the same bytes, arriving in two pieces
+        r2, w2 = os.pipe()
+        fcntl.fcntl(w2, 1031, 1 << 20)      # F_SETPIPE_SZ: the whole frame fits, no reader needed
+        receiver = channel.Channel(r2, -1)
+        got = []
+        for piece in (wire[:cut], wire[cut:]):
+            os.write(w2, piece)
+            while True:
+                arrived = receiver.receive(timeout=0.1)
+                if not arrived:
+                    break
+                got += arrived
+        os.close(w2)
+        os.close(r2)
+        assert [type(m) for m in got] == [messages.TaskDone] * 3 + [messages.Stop], cut
+        assert [bytes(m.outcome) for m in got[:3]] == payloads, cut
+        assert all(isinstance(m.outcome, memoryview) and type(m.outcome.obj) is bytearray for m in got[:3])
+
+
+def test_a_held_send_never_waits_for_the_reader_and_keeps_the_order():
+    import pickle as pickle_module
+    r1, w1 = os.pipe()
+    sender, receiver = channel.Channel(-1, w1), channel.Channel(r1, -1)
+    sender.hold_output()
+    payload = os.urandom(300_000)       # more than a pipe holds
+    sender.send(messages.TaskDone(1, 0, "SUCCESS", 0, "", outcome=pickle_module.PickleBuffer(payload)))
+    sender.send(messages.Stop())        # returns at once, though nobody reads yet
+    assert sender.pending()
+    got = []
+    while len(got) < 2:
+        sender.flush()
+        got += receiver.receive(timeout=0.05)
+    assert bytes(got[0].outcome) == payload and got[1] == messages.Stop() and not sender.pending()
     os.close(w1)
     os.close(r1)
 
@@ -690,7 +745,8 @@ def test_the_runner_times_each_app_s_function_only(program, tmp_path):
     (tmp_path / "fn").write_bytes(serialize.serialize_function(time.sleep))
     write_calls(tmp_path, Call(5, "fn", pickle.dumps(((0.2,), {})), [], []))
     assert run_program(program, tmp_path, "run", "calls", "results").returncode == sandbox.EXIT_OK
-    (_, seconds), = sandbox.read_results((tmp_path / "results").read_bytes()).values()
+    with open(tmp_path / "results", "rb") as f:
+        (_, seconds), = sandbox.read_results(f).values()
     assert 0.2 <= seconds < 1.0
 
 

@@ -17,6 +17,7 @@ import os
 import shlex
 import threading
 from dataclasses import dataclass
+from pickle import PickleBuffer
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from parsl_wq.client import serialize
@@ -105,7 +106,8 @@ class TaskFiles:
             inputs.append(FileTransfer(self.options.proxy, PROXY, cache=False))
         inputs += [FileTransfer(f.local, f.remote, f.cache) for f in staging.inputs]
         outputs = [FileTransfer(f.local, f.remote, f.cache) for f in staging.outputs]
-        call = Call(id=task_id, function=function_name, arguments=arguments, output_dirs=staging.output_dirs(),
+        call = Call(id=task_id, function=function_name, arguments=PickleBuffer(arguments),    # sent as it lies
+                    output_dirs=staging.output_dirs(),
                     renames=[tuple(r) for r in staging.renames])
         return SubmitTask(task_id=task_id, command=command, category=category, inputs=tuple(unique(inputs)),
                           outputs=tuple(unique(outputs)), call=call, resources=requested,

@@ -39,6 +39,7 @@ def main(argv) -> int:
         channel.send(StartFailed(f"{type(e).__name__}: {e}"))
         return 1
     channel.send(Ready(queue.port))
+    channel.hold_output()       # a large result must not stop the manager serving workers while it travels
     manager = Manager(wq, queue, channel, config, doorbell, monitor_binary)
     if manager.waiting.fallback_reason:
         print(f"a task submitted while others run can reach Work Queue up to a second late: "
@@ -48,6 +49,10 @@ def main(argv) -> int:
         stopped = manager.serve()
     finally:
         manager.close(orphaned=not stopped)
+        try:
+            channel.drain()
+        except OSError:     # the executor is gone
+            pass
     return 0
 
 

@@ -42,10 +42,10 @@ import json
 import math
 import pickle
 from collections import deque
-from typing import Deque, Dict, Hashable, List, Optional, Tuple
+from typing import BinaryIO, Deque, Dict, Hashable, List, Optional, Tuple
 
 from parsl_wq.protocol.messages import SubmitTask
-from parsl_wq.protocol.sandbox import calls_file
+from parsl_wq.protocol.sandbox import write_calls_file
 
 BUNDLE_SECONDS = 1.0    # a bundle's aimed-for running time
 SCAN_FACTOR = 4         # apps looked at per place in a bundle, past ones whose files collide
@@ -168,7 +168,15 @@ class Backlog:
         return [message for _, message in taken]
 
 
-def calls(identity: str, messages: List[SubmitTask], overdue: Optional[float] = None) -> bytes:
-    """The calls file, with id ``identity``, of a task that runs ``messages`` (``parsl_wq.protocol.sandbox``)."""
-    dumps = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
-    return calls_file(identity, (m.call for m in messages), dumps, overdue)
+def write_calls(f: BinaryIO, identity: str, messages: List[SubmitTask], overdue: Optional[float] = None) -> None:
+    """Write to ``f`` the calls file, with id ``identity``, of a task that runs ``messages``
+    (``parsl_wq.protocol.sandbox``)."""
+    dump = functools.partial(pickle.dump, protocol=pickle.HIGHEST_PROTOCOL)
+    write_calls_file(f, identity, (m.call._replace(arguments=payload(m.call.arguments)) for m in messages), dump,
+                     overdue)
+
+
+def payload(data):
+    """Bytes that came through the channel out of band arrive as a read-only memoryview of a bytearray: the
+    bytearray (which pickles, where a memoryview does not)."""
+    return data.obj if isinstance(data, memoryview) else data

@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pickle import PickleBuffer
 from types import ModuleType
 from typing import Dict, List, Optional, Tuple
 
@@ -42,6 +43,7 @@ WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the execut
 ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 IDLE_POLL = 1           # seconds between looks at the workers while no task is in Work Queue
 MAX_RESTARTS = 3        # times a task that a worker could not start is submitted again
+SEND_POLL = 0.01        # seconds to wait for the executor to read, between passes over the workers
 
 
 @dataclass
@@ -56,11 +58,11 @@ class Submitted:
         """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
         try:
             with open(self.results, "rb") as f:
-                data = f.read()
+                outcomes = read_results(f)
         except FileNotFoundError:
-            data = b""
+            outcomes = {}
         remove(self.calls, self.results)
-        return read_results(data)
+        return outcomes
 
 
 def task_seconds(task) -> float:
@@ -126,8 +128,11 @@ class Manager:
         """
         while True:
             idle = self.queue.empty()
+            sending = self.channel.pending()
+            if sending:     # the executor is reading a large message: serve workers between writes
+                self.channel.flush(timeout=SEND_POLL)
             try:
-                messages = self.channel.receive(timeout=IDLE_POLL if idle else 0)
+                messages = self.channel.receive(timeout=IDLE_POLL if idle and not sending else 0)
             except EOFError:
                 return False
             for message in messages:
@@ -142,7 +147,7 @@ class Manager:
             self.tell_demand()
             if not self.queue.empty():
                 # While apps are held, look again each second: workers that join give room too.
-                task = self.waiting.wait(1 if self.backlog else self.wait_seconds)
+                task = self.waiting.wait(0 if sending else 1 if self.backlog else self.wait_seconds)
                 if task is not None:
                     self.report(task)
             elif idle and not messages:
@@ -209,7 +214,7 @@ class Manager:
         try:
             overdue = self.backlog.overdue(apps[0].category) if len(apps) > 1 else None
             with open(calls_file, "wb") as f:
-                f.write(bundles.calls(identity, apps, overdue))
+                bundles.write_calls(f, identity, apps, overdue)
             task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs)
             task_id = self.queue.submit(task)
             self.submitted[task_id] = Submitted(apps, calls_file, results_file, task)
@@ -288,8 +293,8 @@ class Manager:
         if self.backlog is not None and outcomes:
             self.backlog.measured(apps[0].category, sum(s for _, s in outcomes.values()), len(outcomes))
         if len(apps) == 1:
-            outcome = outcomes.get(apps[0].task_id)
-            self.channel.send(dataclasses.replace(done, outcome=outcome[0] if outcome else None,
+            outcome = outcomes.pop(apps[0].task_id, None)
+            self.channel.send(dataclasses.replace(done, outcome=PickleBuffer(outcome[0]) if outcome else None,
                                                   seconds=outcome[1] if outcome else None))
         else:
             self.split(apps, done, outcomes)
@@ -364,11 +369,12 @@ class Manager:
         """
         unfinished = []
         for message in apps:
-            outcome = outcomes.get(message.task_id)
+            outcome = outcomes.pop(message.task_id, None)     # each sent, then let go
             if outcome is not None:
                 self.channel.send(dataclasses.replace(
                     done, task_id=message.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
-                    result_name=results.SUCCESS, exit_code=0, outcome=outcome[0], seconds=outcome[1]))
+                    result_name=results.SUCCESS, exit_code=0, outcome=PickleBuffer(outcome[0]),
+                    seconds=outcome[1]))
             else:
                 unfinished.append(message)
         if not unfinished:

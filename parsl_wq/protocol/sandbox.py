@@ -82,6 +82,12 @@ def calls_file(identity, calls, dumps, overdue=None):
     return identity.encode() + b"\n" + dumps((overdue, [tuple(call) for call in calls]))
 
 
+def write_calls_file(f, identity, calls, dump, overdue=None):
+    """``calls_file`` written to the open file ``f`` with ``dump(obj, f)``: a large argument is not copied first."""
+    f.write(identity.encode() + b"\n")
+    dump((overdue, [tuple(call) for call in calls]), f)
+
+
 def calls_of(data, identity, loads):
     """``(calls, overdue)`` from a calls file's bytes, if it is the file with id ``identity``; else None.
 
@@ -99,14 +105,18 @@ def frame(call_id, outcome, seconds):
     return FRAME.pack(call_id, len(outcome), seconds) + outcome
 
 
-def read_results(data):
-    """``{id: (outcome pickle, seconds)}`` from a results file's content; a cut last frame is left out."""
-    results, offset = {}, 0
-    while offset + FRAME.size <= len(data):
-        call_id, size, seconds = FRAME.unpack_from(data, offset)
-        start = offset + FRAME.size
-        if start + size > len(data):
-            break
-        results[call_id] = (data[start:start + size], seconds)
-        offset = start + size
-    return results
+def read_results(f):
+    """``{id: (outcome pickle, seconds)}`` from a results file open for reading; a cut last frame is left out.
+
+    Each outcome is read into its own bytes, so a large one is held once.
+    """
+    results = {}
+    while True:
+        head = f.read(FRAME.size)
+        if len(head) < FRAME.size:
+            return results
+        call_id, size, seconds = FRAME.unpack(head)
+        outcome = f.read(size)
+        if len(outcome) < size:
+            return results
+        results[call_id] = (outcome, seconds)
