@@ -2,7 +2,7 @@
 
     make bench                            # with the other benchmarks (Debian's 9.9)
     make bench ENGINE=7.17.1
-    .venv/bin/python benchmarks/bundling.py [--only perf,short,long,first,scale] [--scale 100000]
+    .venv/bin/python benchmarks/bundling.py [--only perf,short,long,first,priority,hung,scale] [--scale 100000]
 
 Workers run on this machine (2 cores, with a fixed ``--disk``: see
 ``warm.worker_options``), connected to 127.0.0.1; no project name: nothing
@@ -17,13 +17,22 @@ leaves it. Each measurement is its own ``parsl.load`` cycle.
     long    --long apps of 2 s declaring 1 core: wall time with bundling and
             without; nothing may delay a long app.
     first   seconds from just before ``parsl.load`` to the first result.
+    priority  --held apps of 10 ms, then, once Parsl has handed them all to the
+            executor, one app of higher priority: seconds from its submission
+            to its result, parsl_wq and HTEX (2 workers; HTEX
+            runs lower values first and unset last, so there the urgent app
+            declares 0 and the others nothing).
+    hung    1,000 apps of 10 ms declaring 1 core on one 2-core worker, with and
+            without one app among them that sleeps for an hour: seconds until
+            the others have resolved.
     scale   --scale no-op apps declaring 1 core, at most --window in flight:
             the rate per 10,000 results, the peak RSS of this process and of
             the manager process per 10,000, and the files left in the run's
             task folder at the end.
 
 Targets, printed after the tables: perf >= 1.0x HTEX, short >= 80% of 200
-apps/s, long within 5% of the wall time without bundling, first <= 0.3 s.
+apps/s, long within 5% of the wall time without bundling, first <= 0.3 s,
+the urgent app within 1 s, the 999 apps beside a hung one within 1.5x.
 """
 
 import argparse
@@ -43,6 +52,7 @@ import parsl  # noqa: E402
 import psutil  # noqa: E402
 from parsl import python_app  # noqa: E402
 from parsl.config import Config  # noqa: E402
+from parsl.dataflow.states import States  # noqa: E402
 
 from parsl_wq import WorkQueueExecutor  # noqa: E402
 from parsl_wq.engine import describe_engine  # noqa: E402
@@ -60,6 +70,12 @@ def sleep_for(seconds, parsl_resource_specification={}):
 @python_app
 def noop(parsl_resource_specification={}):
     return None
+
+
+@python_app
+def hang_if(hang, parsl_resource_specification={}):
+    import time
+    time.sleep(3600 if hang else 0.01)
 
 
 # ---------------------------------------------------------------- parsl-perf
@@ -116,6 +132,53 @@ def first_result() -> float:
         dfk = loaded(folder)
         try:
             noop(parsl_resource_specification=ONE_CORE).result()
+            return time.perf_counter() - start
+        finally:
+            dfk.cleanup()
+
+
+def urgent_app(executor: str, held: int) -> float:
+    """Seconds from the submission of an urgent app, behind ``held`` apps of 10 ms, to its result."""
+    with tempfile.TemporaryDirectory() as folder:
+        if executor == "HTEX":
+            from parsl.executors import HighThroughputExecutor
+            from parsl.providers import LocalProvider
+            dfk = parsl.load(Config(executors=[HighThroughputExecutor(max_workers_per_node=2, provider=LocalProvider())],
+                                    run_dir=os.path.join(folder, "runinfo"), strategy="none"))
+            usual, urgent = {}, {"priority": 0}
+        else:
+            dfk = loaded(folder)
+            usual, urgent = ONE_CORE, dict(ONE_CORE, priority=100)
+        try:
+            sleep_for(0.01, parsl_resource_specification=usual).result()     # the workers are up
+            backlog = [sleep_for(0.01, parsl_resource_specification=usual) for _ in range(held)]
+            # Parsl's DataFlowKernel hands apps to the executor from one thread, in order: an app submitted
+            # now would wait there for the backlog's hand-over first, whatever its priority (HTEX alike).
+            while any(f.task_record["status"] == States.pending for f in backlog):
+                time.sleep(0.05)
+            start = time.perf_counter()
+            sleep_for(0.01, parsl_resource_specification=urgent).result()
+            seconds = time.perf_counter() - start
+            waiting = sum(not f.done() for f in backlog)
+            for f in backlog:
+                f.result()
+            return seconds, waiting
+        finally:
+            dfk.cleanup()
+
+
+def beside_a_hung_app(count: int, hung: bool) -> float:
+    """Seconds until ``count`` apps of 10 ms resolve, with one more among them that hangs if ``hung``."""
+    with tempfile.TemporaryDirectory() as folder:
+        dfk = loaded(folder)
+        try:
+            sleep_for(0.01, parsl_resource_specification=ONE_CORE).result()
+            start = time.perf_counter()
+            futures = [hang_if(hung and i == count // 2, parsl_resource_specification=ONE_CORE)
+                       for i in range(count + 1)]
+            for i, f in enumerate(futures):
+                if not (hung and i == count // 2):
+                    f.result()
             return time.perf_counter() - start
         finally:
             dfk.cleanup()
@@ -201,7 +264,8 @@ def target(what, ok, detail):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="perf,short,long,first,scale")
+    parser.add_argument("--only", default="perf,short,long,first,priority,hung,scale")
+    parser.add_argument("--held", type=int, default=10000)
     parser.add_argument("--perf-seconds", type=int, default=10)
     parser.add_argument("--short", type=int, default=10000)
     parser.add_argument("--long", type=int, default=100)
@@ -233,6 +297,20 @@ def main(argv=None):
         first = first_result()
         print(f"first result after parsl.load: {first:.2f} s\n")
         targets.append(("first result <= 0.3 s", first <= 0.3, f"{first:.2f} s"))
+    if "priority" in only:
+        rows = []
+        for name in ("HTEX", "parsl_wq"):
+            seconds, waiting = urgent_app(name, args.held)
+            rows.append([name, f"{seconds:.2f}", f"{waiting:,}"])
+        table([f"an urgent app behind {args.held:,} apps of 10 ms", "seconds to its result",
+               "apps still waiting then"], rows)
+        targets.append(("urgent app within 1 s", seconds <= 1.0, f"{seconds:.2f} s"))
+    if "hung" in only:
+        alone, beside = beside_a_hung_app(999, False), beside_a_hung_app(999, True)
+        table(["999 apps of 10 ms, 1 core each, one 2-core worker", "wall s", "vs without"],
+              [["without a hung app", f"{alone:.2f}", "1x"],
+               ["with one app that hangs among them", f"{beside:.2f}", f"{beside / alone:.2f}x"]])
+        targets.append(("999 apps beside a hung one <= 1.5x", beside <= 1.5 * alone, f"{beside / alone:.2f}x"))
     if "scale" in only:
         rows, total, left = scale(args.scale, args.window)
         table(["results", "apps/s (last 10,000)", "peak RSS, this process MB", "peak RSS, manager MB"],
