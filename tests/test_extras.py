@@ -11,7 +11,7 @@ from parsl.providers import LocalProvider, SlurmProvider
 
 import apps
 import extras_apps
-from conftest import engine_has_coprocesses, start_worker, transactions, wait_until
+from conftest import engine_has_coprocesses, start_worker, transactions
 from parsl_wq import WorkQueueExecutor, resource_usage
 from parsl_wq.errors import ConfigurationError, ExecutorBroken, TaskFailure
 from parsl_wq.client.workers import worker_resources
