@@ -61,6 +61,12 @@ def hang_if(i, log, victim, parsl_resource_specification={}):
 
 
 @python_app
+def hold_slot(seconds, parsl_resource_specification={}):
+    """Sleep: holds a slot while the apps submitted next wait, and leave in bundles."""
+    time.sleep(seconds)
+
+
+@python_app
 def upper(inputs=(), outputs=()):
     """Read the one input, write it in capitals to the one output; return what was read and the pid."""
     with open(inputs[0].filepath) as f:
