@@ -130,6 +130,18 @@ def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory
     assert "memory" in str(exc) and exc.usage.measured["memory"] > 150
 
 
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_running_time_min_is_a_hint_not_a_limit_cold_and_warm(tmp_path, no_leftover_workers, coprocess):
+    """Work Queue's running_time_min: the seconds a task needs at least. An app that runs longer succeeds."""
+    executor = WorkQueueExecutor(port=0, coprocess=coprocess, autolabel=True, worker_options="--cores 1")
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    try:
+        spec = {"cores": 1, "memory": 600, "disk": 100, "running_time_min": 0.02}
+        assert apps.hold_memory(10, 2, parsl_resource_specification=spec).result(timeout=TIMEOUT) == 10
+    finally:
+        kernel.cleanup()
+
+
 def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
     with pytest.raises(ConfigurationError, match="allocation_mode='max-seen'"):
         WorkQueueExecutor(coprocess=True, allocation_mode="max-seen", autolabel=True)

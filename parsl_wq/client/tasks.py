@@ -151,11 +151,9 @@ class TaskFiles:
         for name in ("memory", "disk", "gpus"):
             if requested.get(name):
                 env[name.upper()] = str(requested[name])
-        limits = {}
-        if self.options.monitored:
-            limits = {k: v for k, v in (("memory", requested.get("memory")),
-                                        ("wall_time", 60 * requested["running_time_min"]
-                                         if requested.get("running_time_min") else None)) if v}
+        # As cold: a declared memory is a limit under the monitor; running_time_min is Work Queue's
+        # scheduling hint (the manager gives it to the task), never a limit.
+        limits = {"memory": requested["memory"]} if self.options.monitored and requested.get("memory") else {}
         return WarmCall(env=env, limits=limits, interval=self.options.monitor_interval or 1,
                         node_tmpdir=NODE_TMPDIR if self.options.shared_fs else None, environment=environment)
 
