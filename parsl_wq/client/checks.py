@@ -6,6 +6,7 @@ take its ``Features``.
 """
 
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from typing import Dict
@@ -35,6 +36,10 @@ def check_options(options, engine: Features) -> Checked:
     if (options.extra_pkgs or options.pack_cache_dir) and not options.pack:
         raise ConfigurationError("pack", False, "pack=True: extra_pkgs and pack_cache_dir only "
                                  "apply to packed environments")
+    if options.factory is not None and len(shlex.split(options.worker_executable)) != 1:
+        raise ConfigurationError("worker_executable", options.worker_executable,
+                                 "with a factory, one program (a name on the PATH or a path), which the factory "
+                                 "copies and ships with each worker; put options in worker_options")
     if options.project_password_file is not None and not os.path.isfile(options.project_password_file):
         raise ConfigurationError("project_password_file", options.project_password_file,
                                  "the path of an existing password file")

@@ -380,7 +380,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
             self.scale_out_facade(self.provider.init_blocks)
             self._early_blocks = self.provider.init_blocks
         if settings.factory is not None:
-            self._factory = workers.start_factory(settings, self._secrets, self.worker_port, self._log_dir)
+            self._factory = workers.start_factory(settings, self._secrets, self.worker_port, self._log_dir,
+                                                  self._warm_launcher)
             self._send(FactoryStarted(self._factory.process.pid))   # stopped by the manager if this process dies
 
     def scale_out_facade(self, n: int) -> List[str]:

@@ -77,19 +77,26 @@ class WorkerFactory:
 
     def command(self, manager: List[str], scratch_dir: str, password_file: Optional[str],
                 catalog: Optional[str], tls: bool = False, parent_death: bool = False,
-                wrapper: Optional[str] = None) -> List[str]:
+                wrapper: Optional[str] = None, executor_worker_options: str = "",
+                worker_binary: Optional[str] = None) -> List[str]:
         """The factory's command line; ``manager`` is ``[host, port]`` or ``["-M", project]``.
 
         ``parent_death``: the factory ends, and removes its workers, once the
         process that started it is gone (it looks every 30 s, its cycle).
         ``wrapper``: a shell script, shipped with each worker, that the
         worker's command is given to (``parsl_wq.client.joining.WORKSPACE_WRAPPER``).
+        ``executor_worker_options``: the executor's own options for every
+        worker (its ``worker_options``, and ``--coprocess`` when warm), given
+        before this factory's ``worker_options``. ``worker_binary``: the
+        executor's ``worker_executable``, which the factory copies and ships
+        with each worker (None: ``work_queue_worker`` from the PATH).
         """
         command = [self.executable, "-T", self.batch_type,
                    "--min-workers", str(self.min_workers), "--max-workers", str(self.max_workers),
                    "--workers-per-cycle", str(self.workers_per_cycle),
                    "--timeout", str(self.worker_timeout), "--scratch-dir", scratch_dir]
-        batch_options, worker_options = self.batch_options, self.worker_options
+        batch_options = self.batch_options
+        worker_options = " ".join(o for o in (executor_worker_options, self.worker_options) if o)
         for name in ("cores", "memory", "disk", "gpus"):
             value = getattr(self, name)
             if value is None:
@@ -110,6 +117,8 @@ class WorkerFactory:
             command.append("--parent-death")
         if wrapper:
             command += ["--wrapper", f"sh {os.path.basename(wrapper)}", "--wrapper-input", wrapper]
+        if worker_binary:
+            command.append(f"--worker-binary={worker_binary}")
         if batch_options:
             command += ["--batch-options", batch_options]
         if worker_options:

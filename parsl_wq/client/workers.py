@@ -9,6 +9,7 @@ manager the same way ``parsl-wq workers`` does (``parsl_wq.client.joining``).
 import logging
 import os
 import shlex
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -118,8 +119,12 @@ def worker_command(settings: Settings, secrets: Secrets, port: int, warm_launche
         parts.append(resources)
     if settings.worker_options:
         parts.append(settings.worker_options)
+    disk = ""
+    if not any(o == "--disk" or o.startswith("--disk=") for o in shlex.split(settings.worker_options or "")):
+        disk, option = joining.FIXED_DISK
+        parts.append(option)
     parts += joining.manager_arguments(settings.project_name, settings.catalog, worker_address(settings), port)
-    return joining.PRIVATE_WORKDIR + " ".join(parts)
+    return joining.PRIVATE_WORKDIR + disk + " ".join(parts)
 
 
 def worker_resources(provider: Any, worker_options: str) -> str:
@@ -136,14 +141,25 @@ def worker_resources(provider: Any, worker_options: str) -> str:
     return " ".join(options)
 
 
-def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str) -> FactoryProcess:
-    """Start ``work_queue_factory`` for ``settings.factory``, with a scratch folder made for it in the run's folder."""
+def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str,
+                  warm_launcher: Optional[str] = None) -> FactoryProcess:
+    """Start ``work_queue_factory`` for ``settings.factory``, with a scratch folder made for it in the run's folder.
+
+    Its workers get what a provider's workers get: the executor's
+    ``worker_options``, ``worker_executable`` and, warm, the coprocess
+    (``warm_launcher``, a path on this machine: the factory's workers must see it).
+    """
     manager = joining.factory_manager(settings.project_name, worker_address(settings), port)
     scratch = tempfile.mkdtemp(prefix="factory.", dir=log_dir)     # new, 0700: it gets the password file
+    options = " ".join(joining.worker_options(None, False, warm_launcher) + [settings.worker_options]).strip()
+    binary = None
+    if settings.worker_executable != "work_queue_worker":
+        binary = shutil.which(settings.worker_executable) or settings.worker_executable
     command = settings.factory.command(manager, scratch, secrets.password_file,
                                        joining.factory_catalog(settings.project_name, settings.catalog),
                                        tls=secrets.tls_files is not None, parent_death=True,
-                                       wrapper=os.path.join(log_dir, joining.WORKSPACE_WRAPPER))
+                                       wrapper=os.path.join(log_dir, joining.WORKSPACE_WRAPPER),
+                                       executor_worker_options=options, worker_binary=binary)
     factory = FactoryProcess(command, log_dir)
     factory.start()
     logger.info("WorkQueueExecutor %s: work_queue_factory started: %s", settings.label, " ".join(factory.command))
