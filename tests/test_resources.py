@@ -60,6 +60,20 @@ def test_without_learning_each_task_takes_the_whole_worker(tmp_path, no_leftover
     assert most_at_once(spans) == 1, spans
 
 
+def test_one_core_apps_run_side_by_side_on_the_executors_own_worker_without_a_disk_by_hand(tmp_path,
+                                                                                          no_leftover_workers):
+    """The executor's worker gets a fixed --disk (half the workspace disk's free space), so two 1-core apps on
+    a 2-core worker keep fitting: cctools 7.x sized each one's disk from the worker's shrinking free space."""
+    executor = WorkQueueExecutor(port=0, worker_options="--cores 2")
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    try:
+        assert re.search(r"\$\{PWQ_DISK:\+--disk=\$PWQ_DISK\}", executor.worker_command)
+        spans = intervals([apps.timed_sleep(1, parsl_resource_specification={"cores": 1}) for _ in range(8)])
+    finally:
+        kernel.cleanup()
+    assert all(any(overlaps(a, b) for b in spans if b is not a) for a in spans), spans
+
+
 def test_undeclared_resources_are_given_in_proportion_to_declared_ones(tmp_path, no_leftover_workers):
     with running(tmp_path):
         half = apps.timed_sleep(0, parsl_resource_specification={"cores": 1})

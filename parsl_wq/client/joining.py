@@ -22,6 +22,12 @@ NO_CATALOG = "127.0.0.1:9"
 MAKE_WORKDIR = 'PWQ_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/parsl_wq-worker.XXXXXXXX") || exit 1'
 PRIVATE_WORKDIR = f"{MAKE_WORKDIR}; trap 'rm -rf \"$PWQ_WORKDIR\"' EXIT; trap 'exit 143' HUP INT TERM; "
 WORKDIR_OPTION = ["--workdir", '"$PWQ_WORKDIR"']
+# A fixed --disk: half the free space of the workspace's disk when the worker starts. cctools 7.x measures a
+# worker's disk as its free space, again and again, and gives a task that declares 1 of 2 cores half of it
+# ("proportional-resources"): once the sandboxes take a few MB, two such tasks no longer fit at once, and
+# 1-core apps on a 2-core worker run one at a time (tests/test_resources.py). A fixed value does not move.
+FIXED_DISK = ('PWQ_DISK=$(df -Pm "$PWQ_WORKDIR" 2>/dev/null | awk \'NR == 2 {print int($4 / 2)}\'); ',
+              '${PWQ_DISK:+--disk=$PWQ_DISK}')
 # The same for the factory's workers, whose command the factory writes: a wrapper it ships with each worker
 # (--wrapper, --wrapper-input), which runs the worker command it is given in a workspace of its own. The
 # factory signals the job's process alone (-T local: SIGQUIT, then SIGKILL; SIGTERM when the factory dies), so
