@@ -139,3 +139,10 @@ def digest_and_echo(data, size):
     """The SHA-256 of ``data`` as the worker got it, and ``size`` bytes of a pattern to send back."""
     import hashlib
     return hashlib.sha256(data).hexdigest(), bytes(range(256)) * (size // 256)
+
+
+@python_app
+def import_value(module):
+    """``VALUE`` of the module ``module``, imported by the app."""
+    import importlib
+    return importlib.import_module(module).VALUE

@@ -142,6 +142,30 @@ def test_running_time_min_is_a_hint_not_a_limit_cold_and_warm(tmp_path, no_lefto
         kernel.cleanup()
 
 
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_env_pythonpath_reaches_the_apps_imports_cold_and_warm(tmp_path, no_leftover_workers, coprocess):
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / "pwq_pythonpath_probe.py").write_text("VALUE = 42\n")
+    executor = WorkQueueExecutor(port=0, coprocess=coprocess, env={"PYTHONPATH": str(folder)})
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    try:
+        assert apps.import_value("pwq_pythonpath_probe").result(timeout=TIMEOUT) == 42
+    finally:
+        kernel.cleanup()
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"init_command": "source setup.sh"}, "no init_command with coprocess=True"),
+    ({"env": {"LD_LIBRARY_PATH": "/opt/lib", "PYTHONHASHSEED": "0", "PYTHONPATH": "/x"}},
+     r"only when it starts \(LD_LIBRARY_PATH, PYTHONHASHSEED\)"),
+])
+def test_options_that_act_before_python_starts_fail_at_construction_warm(options, named):
+    with pytest.raises(ConfigurationError, match=named):
+        WorkQueueExecutor(coprocess=True, **options)
+    WorkQueueExecutor(coprocess=False, **options)       # cold, they act as they should
+
+
 def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
     with pytest.raises(ConfigurationError, match="allocation_mode='max-seen'"):
         WorkQueueExecutor(coprocess=True, allocation_mode="max-seen", autolabel=True)

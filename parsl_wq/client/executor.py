@@ -196,7 +196,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         Work Queue's own retries of a failed task (None: no limit). Default 1,
         so that retries are left to Parsl's ``retries``.
     init_command : str
-        Shell command run before each task on the worker.
+        Shell command run before each task on the worker (cold tasks only:
+        with ``coprocess=True`` it fails at construction).
     worker_options : str
         Extra options for ``work_queue_worker``. With a provider that sets
         ``cores_per_node`` or ``mem_per_node`` (GB), as Slurm's does, workers

@@ -164,8 +164,14 @@ def redirect_output(path):
 
 
 def set_environment(sandbox, call):
-    """The task's variables, and a temporary folder as a cold task has one."""
+    """The task's variables, and a temporary folder as a cold task has one.
+
+    PYTHONPATH is also put on ``sys.path``, after the sandbox, where a cold
+    task's Python puts it when it starts.
+    """
     os.environ.update(call.env or {})
+    if (call.env or {}).get("PYTHONPATH"):
+        sys.path[1:1] = [entry for entry in call.env["PYTHONPATH"].split(os.pathsep) if entry]
     if call.node_tmpdir:
         tmpdir = os.environ.get(call.node_tmpdir) or "/tmp"
     else:
