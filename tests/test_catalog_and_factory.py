@@ -115,28 +115,20 @@ def test_bad_factory_settings_are_named(options, problem):
 
 
 PROJECT_SCRIPT = '''
-import subprocess, sys, time
+import sys
 sys.path.insert(0, {tests!r})
 import parsl
 from parsl.config import Config
 import apps
+from local_catalog import running_catalog
 from parsl_wq import WorkerFactory, WorkQueueExecutor
 
-catalog = subprocess.Popen(["catalog_server", "-p", "9097", "-I", "127.0.0.1", "-u", "127.0.0.1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-time.sleep(0.5)
-try:
-    executor = WorkQueueExecutor(port=0, project_name="pwq-test", catalog="127.0.0.1:9097", **{options})
+with running_catalog(9097) as catalog:
+    executor = WorkQueueExecutor(port=0, project_name="pwq-test", catalog=catalog, **{options})
     kernel = parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
     print("COMMAND", executor.worker_command, flush=True)
     print("RESULTS", [apps.add(i, i).result(timeout=120) for i in range(3)], flush=True)
     kernel.cleanup()
-finally:
-    catalog.terminate()
-    try:
-        catalog.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        catalog.kill()
 '''
 
 
@@ -199,11 +191,12 @@ def test_a_factory_without_a_catalog_sends_nothing_to_the_public_one_and_ends_wi
 
 
 DEMAND_SCRIPT = '''
-import json, subprocess, sys, time, urllib.request
+import json, sys, time, urllib.request
 sys.path.insert(0, {tests!r})
 import parsl, psutil
 from parsl.config import Config
 import apps
+from local_catalog import running_catalog
 from parsl_wq import WorkerFactory, WorkQueueExecutor
 
 def workers():
@@ -216,12 +209,9 @@ def tasks_left():
         records = json.load(answer)
     return max((r.get("tasks_left", 0) for r in records if r.get("project") == "pwq-demand"), default=None)
 
-catalog = subprocess.Popen(["catalog_server", "-p", "9097", "-I", "127.0.0.1", "-u", "127.0.0.1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-time.sleep(0.5)
-try:
+with running_catalog(9097) as catalog:
     factory = WorkerFactory(min_workers=1, max_workers=4, workers_per_cycle=4, cores=1)
-    executor = WorkQueueExecutor(port=0, project_name="pwq-demand", catalog="127.0.0.1:9097", factory=factory)
+    executor = WorkQueueExecutor(port=0, project_name="pwq-demand", catalog=catalog, factory=factory)
     kernel = parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
     futures = [apps.sleep_for(1) for _ in range(300)]
     deadline, left, most = time.monotonic() + 200, 0, 0
@@ -230,12 +220,6 @@ try:
         left, most = max(left, tasks_left() or 0), max(most, workers())
     print("DEMAND", left, most, flush=True)
     kernel.cleanup()
-finally:
-    catalog.terminate()
-    try:
-        catalog.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        catalog.kill()
 '''
 
 
