@@ -30,13 +30,13 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def worker_processes():
-    """work_queue_worker processes, and warm hosts (their coprocesses), that are children of this test run."""
+    """work_queue_worker processes, and their warm hosts, that this test run started."""
     return [p for p in psutil.process_iter(["name", "cmdline"])
             if (p.info["name"] == "work_queue_worker" or _is_warm_host(p.info["cmdline"])) and _started_by_us(p)]
 
 
 def _is_warm_host(cmdline):
-    """The worker program run as a warm host (``pwq_worker.pyz warm`` or ``packed FD``)."""
+    """The worker program run as a warm host (``pwq_worker.pyz warm WORKER_PID`` or ``packed FD``)."""
     return (bool(cmdline) and any(part.endswith("pwq_worker.pyz") for part in cmdline)
             and any(part in ("warm", "packed") for part in cmdline))
 
@@ -46,8 +46,8 @@ def engine_has_coprocesses():
     return features(load_work_queue()).coprocess
 
 
-# Tests that use the dfk fixture run with cold workers, and also with warm ones where the engine has coprocesses.
-MODES = ["cold", "warm"] if engine_has_coprocesses() else ["cold"]
+# Tests that use the dfk fixture run with cold workers and with warm ones (coprocess=True), on either engine.
+MODES = ["cold", "warm"]
 
 
 def _started_by_us(process):

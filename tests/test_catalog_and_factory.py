@@ -75,7 +75,8 @@ def test_factory_workers_run_the_apps_and_leave_with_it(tmp_path, catalog, no_le
 
 @pytest.mark.parametrize("mode", MODES)
 def test_factory_workers_get_the_executors_worker_options_and_run_warm_apps(tmp_path, no_leftover_workers, mode):
-    """The executor's worker_options (and, warm, its coprocess) reach the factory's workers as a provider's."""
+    """The executor's worker_options reach the factory's workers as a provider's; warm, each worker's first
+    warm task starts its warm host in the worker's workspace, with nothing on the worker's command line."""
     executor = WorkQueueExecutor(port=0, coprocess=mode == "warm", worker_options="--cores 1 --memory 1234",
                                  factory=WorkerFactory(min_workers=1, max_workers=1))
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
@@ -84,8 +85,11 @@ def test_factory_workers_get_the_executors_worker_options_and_run_warm_apps(tmp_
         (worker,) = [p for p in worker_processes() if p.name() == "work_queue_worker"]    # not its warm hosts
         command = " ".join(worker.cmdline())
         assert "--cores 1 --memory 1234" in command, command
-        # Warm apps go only to workers that run the coprocess: without it they waited forever, with no error.
-        assert ("--coprocess" in command) == (mode == "warm"), command
+        hosts = [p for p in worker_processes() if p.name() != "work_queue_worker"]
+        assert bool(hosts) == (mode == "warm"), hosts
+        for host in hosts:      # in the factory's worker's own workspace, serving that worker
+            assert os.path.dirname(host.cwd()) == worker_workspace(worker), (host.cwd(), worker_workspace(worker))
+            assert host.cmdline()[-1] == str(worker.pid)
     finally:
         kernel.cleanup()
 

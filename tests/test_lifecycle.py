@@ -175,15 +175,6 @@ def test_initial_blocks_are_started_once(tmp_path, no_leftover_workers, strategy
         kernel.cleanup()
 
 
-def test_coprocess_fails_at_construction_on_an_engine_without_coprocesses_naming_the_version_needed():
-    from parsl_wq.engine import features, load_work_queue
-    if features(load_work_queue()).coprocess:
-        pytest.skip("this engine has coprocesses")
-    with pytest.raises(ConfigurationError, match="coprocess=True.*cctools 7.x.*the one found is a cctools build "
-                                                 "that reports no version"):
-        WorkQueueExecutor(coprocess=True)
-
-
 @pytest.mark.parametrize("kwargs, name", [
     ({"env": {"A": 1}}, "env"),
     ({"port": 70000}, "port"),

@@ -6,7 +6,6 @@ import what its packed environment brought.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -15,7 +14,6 @@ import pytest
 from parsl import bash_app, python_app
 
 import pack_apps
-from conftest import engine_has_coprocesses
 from parsl_wq import resource_usage
 from parsl_wq.client import serialize
 from parsl_wq.errors import TaskFailure
@@ -81,19 +79,13 @@ def test_with_pack_apps_run_on_workers_without_their_packages_or_without_python(
     assert "/pwq-envs/" in out.read_text()
 
 
-@pytest.mark.skipif(not engine_has_coprocesses(), reason="this Work Queue has no coprocesses")
-def test_warm_packed_apps_run_in_a_warm_process_of_the_environments_python(hosts, load_without_workers, tmp_path,
-                                                                          tmp_path_factory):
+def test_warm_packed_apps_run_in_a_warm_process_of_the_environments_python(hosts, load_without_workers, tmp_path):
     system_python_lacks_sortedcontainers()
     executor = load_without_workers(pack=True, coprocess=True, pack_cache_dir=str(tmp_path / "envs"))
-    # Warm workers need the launcher and the worker program beside it at the same path (a shared file
-    # system), and the host's tmpfs hides the run directory: both go where the host sees them. The launcher
-    # finds no submit-side Python there and runs the supervisor with the system's python3; the apps run in
+    # The host shares nothing with this side: its tmpfs hides the run directory, and the submit side's Python
+    # is hidden too. The first warm task starts the warm host with the system's python3; the apps run in
     # the packed environment's Python.
-    shared = tmp_path_factory.mktemp("shared")
-    launcher = shutil.copy(executor._warm_launcher, shared)
-    shutil.copy(os.path.join(os.path.dirname(executor._warm_launcher), "pwq_worker.pyz"), shared)
-    hosts.start_worker(1, executor, f"--cores 1 --coprocess {launcher}", hide=SUBMIT_SIDE_PYTHON)
+    hosts.start_worker(1, executor, "--cores 1", hide=SUBMIT_SIDE_PYTHON)
 
     calls = [warm_identity().result(timeout=TIMEOUT) for _ in range(6)]
     executables, prefixes, pids, parents, preloaded, values = zip(*calls)
@@ -122,8 +114,7 @@ def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_withou
     assert executor.outstanding() == 0
 
 
-@pytest.mark.parametrize("coprocess", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not engine_has_coprocesses(), reason="this Work Queue has no coprocesses"))])
+@pytest.mark.parametrize("coprocess", [False, True])
 def test_an_environment_that_cannot_be_unpacked_fails_the_task_and_says_so(no_leftover_workers, tmp_path,
                                                                            coprocess):
     import parsl

@@ -1,8 +1,8 @@
 """Warm workers (coprocess=True): imports paid once per warm process, apps kept apart, crashes contained.
 
-Real work_queue_worker processes with their coprocesses; cctools 7.x only
-(the refusal on engines without coprocesses is in test_lifecycle.py). The
-crash table and the integration tests also run warm (conftest's ``dfk``).
+Real work_queue_worker processes, each with the warm host that its first warm
+task starts, on either engine. The crash table and the integration tests also
+run warm (conftest's ``dfk``).
 """
 
 import os
@@ -16,17 +16,16 @@ from parsl.providers import LocalProvider
 
 import apps
 import warm_apps
-from conftest import engine_has_coprocesses, start_worker, wait_until, worker_processes
+from conftest import start_worker, wait_until, worker_processes
 from parsl_wq import WorkQueueExecutor, resource_usage
 from parsl_wq.errors import ConfigurationError, ResourceExhausted, TaskFailure
 
-pytestmark = pytest.mark.skipif(not engine_has_coprocesses(), reason="this Work Queue has no coprocesses")
 TIMEOUT = 60
 
 
 @pytest.fixture
 def warm(tmp_path, no_leftover_workers, monkeypatch):
-    """Load a warm executor whose one local worker has ``cores`` cores (one warm process per core)."""
+    """Load a warm executor whose one local worker has ``cores`` cores."""
     kernels = []
 
     def load(cores=1, **options):
@@ -155,15 +154,25 @@ def test_env_pythonpath_reaches_the_apps_imports_cold_and_warm(tmp_path, no_left
         kernel.cleanup()
 
 
-@pytest.mark.parametrize("options, named", [
-    ({"init_command": "source setup.sh"}, "no init_command with coprocess=True"),
-    ({"env": {"LD_LIBRARY_PATH": "/opt/lib", "PYTHONHASHSEED": "0", "PYTHONPATH": "/x"}},
-     r"only when it starts \(LD_LIBRARY_PATH, PYTHONHASHSEED\)"),
-])
-def test_options_that_act_before_python_starts_fail_at_construction_warm(options, named):
-    with pytest.raises(ConfigurationError, match=named):
-        WorkQueueExecutor(coprocess=True, **options)
-    WorkQueueExecutor(coprocess=False, **options)       # cold, they act as they should
+def test_options_read_when_python_starts_act_the_same_cold_and_warm(tmp_path, no_leftover_workers):
+    """init_command, and variables that only a program's start reads, act on warm apps as on cold ones: the
+    warm host's Python starts in the shell of the task that starts it, after init_command, with the env."""
+    env = {"PYTHONHASHSEED": "7", "PYTHONDONTWRITEBYTECODE": "1", "LD_LIBRARY_PATH": str(tmp_path)}
+    seen = {}
+    for mode in ("cold", "warm"):
+        executor = WorkQueueExecutor(port=0, coprocess=mode == "warm", env=env, label=f"start_{mode}",
+                                     init_command="export PWQ_INIT_MARK=ran")
+        kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / mode), strategy="none"))
+        try:
+            seen[mode] = [warm_apps.start_state().result(timeout=TIMEOUT) for _ in range(3)]
+        finally:
+            kernel.cleanup()
+    import subprocess
+    import sys
+    expected = int(subprocess.run([sys.executable, "-c", "print(hash('parsl_wq'))"], env=dict(os.environ, **env),
+                                  capture_output=True, text=True, check=True).stdout)
+    assert seen["warm"] == seen["cold"] == [{"hash": expected, "dont_write_bytecode": 1,
+                                             "ld_library_path": str(tmp_path), "init_mark": "ran"}] * 3
 
 
 def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
@@ -174,9 +183,9 @@ def test_a_learning_allocation_mode_fails_at_construction_with_warm_workers():
 NEIGHBOUR = '''
 import json, socket, sys, time
 ports, mark = [int(p) for p in sys.argv[2:]], sys.argv[1]
-call = json.dumps({"fn_kwargs": {"env": {"BASH_ENV": mark}, "limits": {}, "interval": 1, "node_tmpdir": None,
-                                 "environment": {"name": "../../pwq", "tarball": "../x.tar.gz"}}})
-sent = [b"garbage\\x00\\xff\\n", b"\\n", b"run 1 %d\\n%s" % (len(call), call.encode())]
+call = json.dumps({"env": {"BASH_ENV": mark}, "limits": {}, "interval": 1, "node_tmpdir": None,
+                   "environment": {"name": "../../pwq", "tarball": "../x.tar.gz"}})
+sent = [b"garbage\\x00\\xff\\n", b"\\n", b"/tmp\\n1.1\\n%s\\n" % call.encode()]
 held = []
 for port in ports:                      # first: connect to each warm port and hold on
     held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
@@ -202,7 +211,7 @@ time.sleep(120)
 
 
 def warm_ports():
-    """The ports the warm processes of this test run's workers listen on (127.0.0.1)."""
+    """The ports the warm hosts of this test run's workers listen on (127.0.0.1): one per worker."""
     ports = set()
     for process in worker_processes():
         if process.info["name"] == "work_queue_worker":
@@ -215,22 +224,23 @@ def warm_ports():
 
 
 def test_another_users_connections_to_the_warm_ports_hold_up_no_app(warm, neighbour):
-    """Another user's process connects to each warm port first and holds on, then sends garbage, an empty line
-    and a well-formed call (with BASH_ENV and an environment named ``../../pwq``): each warm host sees that
-    none is its worker's (another user's socket) and closes it at once; nothing of it runs, and every app does."""
+    """Another user's process connects to the warm port first and holds on, then sends garbage, an empty line
+    and a well-formed call (with BASH_ENV and an environment named ``../../pwq``): the warm hosts see that
+    none is their worker's (another user's socket) and close it at once, before any greeting (the token);
+    nothing of it runs, and every app does."""
     from conftest import as_neighbour
     warm(cores=2)
     assert warm_apps.use_probe().result(timeout=TIMEOUT)         # the worker and its warm processes are up
-    assert wait_until(lambda: len(warm_ports()) == 2, timeout=30), warm_ports()
+    assert wait_until(lambda: len(warm_ports()) == 1, timeout=30), warm_ports()
     ports = warm_ports()
     mark = "/tmp/pwq-neighbour-mark-%d" % os.getpid()
     with open(mark + ".sh", "w") as f:
         f.write(f"touch {mark}\n")
     attacker = as_neighbour(neighbour, NEIGHBOUR, mark + ".sh", *ports)
     try:
-        said = [attacker.stdout.readline().split() for _ in range(2 + 4 * len(ports))]
-        assert [w[:2] for w in said[:2]] == [["connected", str(p)] for p in ports], said
-        assert [w[0] for w in said[2:]] == ["closed"] * 4 * len(ports), said     # each warm host hung up
+        said = [attacker.stdout.readline().split() for _ in range(1 + 4 * len(ports))]
+        assert [w[:2] for w in said[:1]] == [["connected", str(p)] for p in ports], said
+        assert [w[0] for w in said[1:]] == ["closed"] * 4 * len(ports), said     # each warm host hung up
         futures = [apps.add(i, 1) for i in range(3)]
         assert [f.result(timeout=45) for f in futures] == [1, 2, 3]
         assert apps.exit_with(0).result(timeout=TIMEOUT) == 0     # a bash app: BASH_ENV would run here

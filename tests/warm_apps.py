@@ -66,3 +66,26 @@ def temporary_folder_and_sandbox(parsl_resource_specification=ONE_CORE):
 def task_environment(parsl_resource_specification=ONE_CORE):
     import os
     return {name: os.environ.get(name) for name in ("CORES", "OMP_NUM_THREADS", "MEMORY", "DISK")}
+
+
+@python_app
+def start_state(parsl_resource_specification=ONE_CORE):
+    """What only a Python's start and the shell before it decide: the hash seed, bytecode writing, the loader's
+    path as the process began, and a variable that init_command exported."""
+    import os
+    import sys
+    with open("/proc/self/environ", "rb") as f:     # the environment this process (or the one it forked from) had
+        started_with = dict(entry.split(b"=", 1) for entry in f.read().split(b"\0") if b"=" in entry)
+    return {"hash": hash("parsl_wq"), "dont_write_bytecode": sys.flags.dont_write_bytecode,
+            "ld_library_path": started_with.get(b"LD_LIBRARY_PATH", b"").decode(),
+            "init_mark": os.environ.get("PWQ_INIT_MARK")}
+
+
+@python_app
+def host_identity(parsl_resource_specification=ONE_CORE):
+    """The app's process, its parent's command line and the parent's working folder."""
+    import os
+    parent = os.getppid()
+    with open(f"/proc/{parent}/cmdline", "rb") as f:
+        cmdline = f.read().split(b"\0")
+    return os.getpid(), parent, [c.decode() for c in cmdline if c], os.readlink(f"/proc/{parent}/cwd")

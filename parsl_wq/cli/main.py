@@ -214,17 +214,13 @@ def worker_commands(run: Dict[str, Any], hostname: str, count: int = 10) -> str:
     if password:
         lines += [f"The workers need the run's password file. Copy {password} to each node (or use a shared",
                   "file system), keep it private (chmod 600), and give its path on that node.", ""]
-    worker = (["work_queue_worker"] + joining.WORKDIR_OPTION + joining.worker_options(password, tls, run.get("coprocess"))
-              + manager)
+    worker = ["work_queue_worker"] + joining.WORKDIR_OPTION + joining.worker_options(password, tls) + manager
     lines += ["A worker by hand, in a workspace of its own (private, removed when it ends):",
               "  " + joining.PRIVATE_WORKDIR + " ".join(worker), ""]
-    extra = ["-E", shlex.quote(f"--coprocess {run['coprocess']}")] if run.get("coprocess") else []
     lines += [f"{count} workers through a batch system (cctools' submit scripts):"]
     for tool in ("slurm_submit_workers", "condor_submit_workers"):
-        lines.append("  " + " ".join([tool] + joining.worker_options(password, tls, None) + extra + manager
-                                     + [str(count)]))
-    factory = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=count,
-                            worker_options=f"--coprocess {run['coprocess']}" if run.get("coprocess") else "")
+        lines.append("  " + " ".join([tool] + joining.worker_options(password, tls) + manager + [str(count)]))
+    factory = WorkerFactory(batch_type="slurm", min_workers=0, max_workers=count)
     command = factory.command(joining.factory_manager(project, address, run["port"]), SCRATCH,
                               password, joining.factory_catalog(project, run.get("catalog")), tls=tls,
                               wrapper=run.get("workspace_wrapper"))

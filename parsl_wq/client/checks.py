@@ -83,29 +83,13 @@ def check_options(options, engine: Features) -> Checked:
         raise ConfigurationError("scaling_cores_per_worker", options.scaling_cores_per_worker, "an int >= 1")
     return Checked(mode, category_max, category_first)
 
+
 def _check_warm(options, engine: Features) -> None:
-    if not engine.coprocess:
-        raise ConfigurationError("coprocess", True, "warm workers need Work Queue's coprocesses, which cctools "
-                                 "7.x has (conda-forge's ndcctools; 7.17.1 is tested); the one found is "
-                                 f"{engine.description}. Use coprocess=False")
     if options.allocation_mode not in (None, "fixed"):
         raise ConfigurationError("allocation_mode", options.allocation_mode, "\"fixed\" with coprocess=True: Work "
                                  "Queue learns allocations from its resource monitor, which does not run "
                                  "warm apps; use coprocess=False to learn them")
-    if options.init_command:
-        raise ConfigurationError("init_command", options.init_command, "no init_command with coprocess=True: it "
-                                 "runs in each cold task's shell before Python starts, and a warm app runs in a "
-                                 "Python already started; use coprocess=False, or env for variables")
-    late = sorted(k for k in (options.env or {}) if starts_a_process(k))
-    if late:
-        raise ConfigurationError("env", options.env, f"with coprocess=True, no variable that a program reads only "
-                                 f"when it starts ({', '.join(late)}): a warm app's Python has started already. "
-                                 f"PYTHONPATH is applied to sys.path warm; use coprocess=False for the others")
 
-
-def starts_a_process(name: str) -> bool:
-    """Whether a variable counts only when a program starts: the loader's (LD_*) and Python's, but PYTHONPATH."""
-    return name.startswith("LD_") or (name.startswith("PYTHON") and name != "PYTHONPATH")
 
 def _check_extra_files(options) -> None:
     names: Dict[str, str] = {}

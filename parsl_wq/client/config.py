@@ -95,7 +95,8 @@ def manager_config(settings: Settings, log_dir: str, task_dir: str, password_fil
     """What the manager process is told: its queue's settings, and where the run's files are."""
     return ManagerConfig(
         port=settings.port, log_dir=log_dir, project_name=settings.project_name, password_file=password_file,
-        debug_log=settings.full_debug, monitor=settings.autolabel, monitor_interval=settings.monitor_interval,
+        debug_log=settings.full_debug, monitor=settings.autolabel, warm=settings.coprocess,
+        monitor_interval=settings.monitor_interval,
         allocation_mode=settings.mode, autolabel_window=settings.autolabel_window,
         category_max_resources=settings.category_max, category_first_allocation=settings.category_first,
         shutdown_workers=settings.provider is not None or settings.factory is not None,

@@ -65,7 +65,7 @@ from parsl_wq.client.progress import ProgressBar
 from parsl_wq.client.progress import wanted as progress_wanted
 from parsl_wq.client.resources import Resources, parse_resource_specification
 from parsl_wq.client.run_status import RunStatus
-from parsl_wq.client.tasks import TaskFiles, app_name, check_sandbox_names, warm_launcher
+from parsl_wq.client.tasks import TaskFiles, app_name, check_sandbox_names
 from parsl_wq.client.usage import UsageSummary
 from parsl_wq.engine import features, load_work_queue
 from parsl_wq.errors import ConfigurationError, ExecutorBroken, ExecutorShutdown, PackError
@@ -356,7 +356,6 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                                                                   workers.grid_proxy(settings, self._secrets)), program)
         self._task_files.create_folders()
         self._files = FilePlanner(settings.shared_fs, settings.use_cache)
-        self._warm_launcher = warm_launcher(self._log_dir, sys.executable) if settings.coprocess else None
         joining.write_workspace_wrapper(self._log_dir)      # for the factory's workers
         if settings.pack:
             from parsl_wq.pack import Packer
@@ -371,18 +370,16 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._collector_thread = threading.Thread(target=self._collector.run, name=f"{self.label}-collector",
                                                   daemon=True)
         self._collector_thread.start()
-        self.worker_command = workers.worker_command(settings, self._secrets, self.worker_port, self._warm_launcher)
+        self.worker_command = workers.worker_command(settings, self._secrets, self.worker_port)
         logger.info("WorkQueueExecutor %s: manager listening on port %d; workers start with: %s",
                     self.label, self.worker_port, self.worker_command)
         self._run_status.write_run(workers.run_description(settings, self._secrets, self.run_id, self.worker_port,
-                                                           self._warm_launcher, self.worker_command, self._engine,
-                                                           self._log_dir))
+                                                           self.worker_command, self._engine, self._log_dir))
         if self.provider is not None and self.provider.init_blocks > 0:
             self.scale_out_facade(self.provider.init_blocks)
             self._early_blocks = self.provider.init_blocks
         if settings.factory is not None:
-            self._factory = workers.start_factory(settings, self._secrets, self.worker_port, self._log_dir,
-                                                  self._warm_launcher)
+            self._factory = workers.start_factory(settings, self._secrets, self.worker_port, self._log_dir)
             self._send(FactoryStarted(self._factory.process.pid))   # stopped by the manager if this process dies
 
     def scale_out_facade(self, n: int) -> List[str]:

@@ -86,7 +86,7 @@ class WorkerFactory:
         ``wrapper``: a shell script, shipped with each worker, that the
         worker's command is given to (``parsl_wq.client.joining.WORKSPACE_WRAPPER``).
         ``executor_worker_options``: the executor's own options for every
-        worker (its ``worker_options``, and ``--coprocess`` when warm), given
+        worker (its ``worker_options``), given
         before this factory's ``worker_options``. ``worker_binary``: the
         executor's ``worker_executable``, which the factory copies and ships
         with each worker (None: ``work_queue_worker`` from the PATH).

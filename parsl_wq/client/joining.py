@@ -45,15 +45,13 @@ exit $status
 """
 
 
-def worker_options(password_file: Optional[str], tls: bool, coprocess: Optional[str]) -> List[str]:
-    """``work_queue_worker`` options, shell-quoted: the password file, TLS, the warm launcher."""
+def worker_options(password_file: Optional[str], tls: bool) -> List[str]:
+    """``work_queue_worker`` options, shell-quoted: the password file, TLS."""
     options = []
     if password_file:
         options += ["--password", shlex.quote(password_file)]
     if tls:
         options.append("--ssl")
-    if coprocess:
-        options += ["--coprocess", shlex.quote(coprocess)]
     return options
 
 

@@ -9,10 +9,13 @@ Each app becomes a ``SubmitTask`` whose ``Call`` carries its pickled
 arguments; the manager writes it with those of the other apps of its task
 (one, or a bundle) into the task's calls file. A cold task runs a shell
 command that starts a Python with the worker program's runner
-(``parsl_wq.worker.runner``); a warm task (``coprocess=True``) has a warm
-Python on the worker run the same runner (``parsl_wq.worker.host``).
+(``parsl_wq.worker.runner``); a warm task (``coprocess=True``) hands its call
+to the worker's warm Python, which runs the same runner in a fork
+(``parsl_wq.protocol.warm``, ``parsl_wq.worker.host``).
 """
 
+import hashlib
+import json
 import os
 import shlex
 import threading
@@ -27,12 +30,14 @@ from parsl_wq.errors import SerializationFailed
 from parsl_wq.protocol.messages import FileTransfer, SubmitTask
 from parsl_wq.protocol.sandbox import (CALLS, EXIT_UNPACK_FAILED, PROXY, RESULTS, UNPACK_FAILED, UNPACKER,
                                        WORKER_PROGRAM, Call)
-from parsl_wq.protocol.warm import WarmCall
+from parsl_wq.protocol.warm import CALLER, WarmCall, encode_call, host_folder
 
 if TYPE_CHECKING:       # the packers are imported with pack=True only
     from parsl_wq.pack import PackedEnvironment
 
-UNPACK_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "worker", "unpack.sh")
+WORKER_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "worker")
+UNPACK_SCRIPT = os.path.join(WORKER_FOLDER, "unpack.sh")
+CALL_SCRIPT = os.path.join(WORKER_FOLDER, "call.sh")
 NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
 REQUESTS = ("cores", "memory", "disk", "gpus", "priority", "running_time_min")
 
@@ -88,17 +93,19 @@ class TaskFiles:
 
     def inputs(self, function_name: str) -> Tuple[str, ...]:
         """Submit-side paths of the files every task of this kind carries."""
-        files = (self.function_path(function_name),)
-        return files if self.options.warm else (self.worker_program,) + files
+        files = (self.worker_program, self.function_path(function_name))
+        return files + (CALL_SCRIPT,) if self.options.warm else files
 
     def message(self, task_id: int, function_name: str, arguments: bytes, category: str, resources: Resources,
                 staging: Staging, environment: Optional["PackedEnvironment"]) -> SubmitTask:
-        inputs = [FileTransfer(self.function_path(function_name), function_name, cache=True)]
+        inputs = [FileTransfer(self.worker_program, WORKER_PROGRAM, cache=True),
+                  FileTransfer(self.function_path(function_name), function_name, cache=True)]
         requested = {k: getattr(resources, k) for k in REQUESTS if getattr(resources, k) is not None}
         if self.options.warm:
-            command, warm = "", self.warm_call(requested, ship_environment(environment, inputs))
+            inputs.append(FileTransfer(CALL_SCRIPT, CALLER, cache=True))
+            warm = self.warm_call(requested, ship_environment(environment, inputs))
+            command = self.warm_command(warm)
         else:
-            inputs.insert(0, FileTransfer(self.worker_program, WORKER_PROGRAM, cache=True))
             prefix, python = self.prefix(environment, inputs)
             command, warm = prefix + runner_command(python, self.options.monitored), None
         inputs += [FileTransfer(local, remote, cache=True) for local, remote in self.options.extra_inputs]
@@ -117,7 +124,7 @@ class TaskFiles:
         """A cold task's shell steps before the runner, and the Python they choose (``inputs`` grows by
         what a packed environment needs). Apps with the same prefix can share a bundle."""
         if environment is None:
-            prefix = f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
+            prefix = self.choose_python()
             python = '"$PY"'
         else:
             tarball = ship_environment(environment, inputs)["tarball"]
@@ -131,6 +138,30 @@ class TaskFiles:
         if self.options.init_command:
             prefix = f"{self.options.init_command}; {prefix}"
         return prefix, python
+
+    def choose_python(self) -> str:
+        """Shell steps that set PY to the submit side's Python if the node has it, else to python3."""
+        return f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
+
+    def warm_command(self, call: WarmCall) -> str:
+        """A warm task's command: its call to the worker's warm host (``parsl_wq.protocol.warm``).
+
+        Where no host answers yet, the task's shell runs what a cold task's runs
+        before Python (``init_command``) and starts the host with the Python a
+        cold task would use, with the executor's ``env`` (the task's variables):
+        the warm Python starts as a cold one does. Executors that differ in
+        any of these get hosts of their own (the folder's key).
+        """
+        start = (f"{self.options.init_command}; " if self.options.init_command else "") + self.choose_python()
+        folder = host_folder(self.host_key())
+        text = shlex.quote(encode_call(call))
+        return (f"bash {CALLER} {folder} {text} || "
+                f"{{ {start}exec \"$PY\" -S {WORKER_PROGRAM} call {folder} {text}; }}")
+
+    def host_key(self) -> str:
+        """What names the warm host's folder on a worker: a digest of what shapes the host's Python."""
+        shape = json.dumps([self.options.python, self.options.init_command, sorted(self.task_env().items())])
+        return hashlib.sha256(shape.encode()).hexdigest()[:16]
 
     def task_env(self) -> Dict[str, str]:
         """``env``, and ``X509_USER_PROXY`` naming the shipped proxy (the runner makes it absolute)."""
@@ -191,21 +222,6 @@ def runner_command(python: str, monitored: bool) -> str:
     """
     run = f"{python} {WORKER_PROGRAM} run {CALLS} {RESULTS}"
     return f"exec {run}" if monitored else f"{run}; exit $?"
-
-
-def warm_launcher(folder: str, python: str) -> str:
-    """Write the executable that ``work_queue_worker --coprocess`` starts; returns its path.
-
-    It runs the worker program that lies beside it (``WORKER_PROGRAM`` in
-    ``folder``; Work Queue starts it by its absolute path) as a warm host, with
-    ``python`` if the node has it, else ``python3``.
-    """
-    path = os.path.join(folder, "pwq-warm")
-    with open(path, "w") as f:
-        f.write(f"#!/bin/sh\nPY={shlex.quote(python)}; [ -x \"$PY\" ] || PY=python3\n"
-                f"exec \"$PY\" \"${{0%/*}}/{WORKER_PROGRAM}\" warm\n")
-    os.chmod(path, 0o700)
-    return path
 
 
 def pickle_or_fail(what: str, obj: Any, dumps: Callable[[Any], bytes] = serialize.dumps) -> bytes:

@@ -108,12 +108,12 @@ def worker_address(settings: Settings) -> str:
     return socket.gethostname()
 
 
-def worker_command(settings: Settings, secrets: Secrets, port: int, warm_launcher: Optional[str]) -> str:
+def worker_command(settings: Settings, secrets: Secrets, port: int) -> str:
     """The shell command that starts one worker of this run (what a provider's block runs), in a workspace
     made for it (``joining.PRIVATE_WORKDIR``)."""
     # Work Queue points a task's TMPDIR at its sandbox; keep the node's for shared_fs apps.
     parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', settings.worker_executable, *joining.WORKDIR_OPTION]
-    parts += joining.worker_options(secrets.password_file, secrets.tls_files is not None, warm_launcher)
+    parts += joining.worker_options(secrets.password_file, secrets.tls_files is not None)
     resources = worker_resources(settings.provider, settings.worker_options)
     if resources:
         parts.append(resources)
@@ -141,17 +141,15 @@ def worker_resources(provider: Any, worker_options: str) -> str:
     return " ".join(options)
 
 
-def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str,
-                  warm_launcher: Optional[str] = None) -> FactoryProcess:
+def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str) -> FactoryProcess:
     """Start ``work_queue_factory`` for ``settings.factory``, with a scratch folder made for it in the run's folder.
 
     Its workers get what a provider's workers get: the executor's
-    ``worker_options``, ``worker_executable`` and, warm, the coprocess
-    (``warm_launcher``, a path on this machine: the factory's workers must see it).
+    ``worker_options`` and ``worker_executable``.
     """
     manager = joining.factory_manager(settings.project_name, worker_address(settings), port)
     scratch = tempfile.mkdtemp(prefix="factory.", dir=log_dir)     # new, 0700: it gets the password file
-    options = " ".join(joining.worker_options(None, False, warm_launcher) + [settings.worker_options]).strip()
+    options = settings.worker_options.strip()
     binary = None
     if settings.worker_executable != "work_queue_worker":
         binary = shutil.which(settings.worker_executable) or settings.worker_executable
@@ -167,11 +165,11 @@ def start_factory(settings: Settings, secrets: Secrets, port: int, log_dir: str,
 
 
 def run_description(settings: Settings, secrets: Secrets, run_id: Optional[str], port: int,
-                    warm_launcher: Optional[str], command: str, engine: Features, log_dir: str) -> Dict[str, Any]:
+                    command: str, engine: Features, log_dir: str) -> Dict[str, Any]:
     """What ``parsl-wq workers`` needs to tell how to join this run (run.json)."""
     return {"label": settings.label, "run_id": run_id, "address": worker_address(settings),
             "address_given": settings.address is not None, "port": port,
             "project_name": settings.project_name, "catalog": settings.catalog,
             "password_file": secrets.password_file, "tls": secrets.tls_files is not None,
-            "coprocess": warm_launcher, "worker_command": command, "engine": engine.description,
+            "worker_command": command, "engine": engine.description,
             "workspace_wrapper": os.path.join(log_dir, joining.WORKSPACE_WRAPPER)}

@@ -228,27 +228,22 @@ class Manager:
     def make_task(self, apps: List[SubmitTask], identity: str, calls_file: str, results_file: str,
                   fresh_inputs: bool = False):
         message = apps[0]
-        if message.warm is None:
-            task = self.wq.Task(message.command)
-            task.specify_environment_variable(CALLS_ID, identity)
-        else:       # a coprocess gets neither the task's environment nor the resource monitor
-            task = self.wq.RemoteTask(warm.FUNCTION, warm.NAME,
-                                      **warm.call_arguments(message.warm._replace(calls_id=identity)))
+        task = self.wq.Task(message.command)
+        task.specify_environment_variable(CALLS_ID, identity)
         task.specify_tag(str(message.task_id))
         task.specify_category(message.category)
         self.configure_category(message.category)
         for name, value in message.resources.items():
             getattr(task, "specify_" + name)(value)
-        if message.warm is None:
-            for name, value in message.env.items():
-                task.specify_environment_variable(name, value)
+        for name, value in message.env.items():
+            task.specify_environment_variable(name, value)
         if message.max_retries is not None:
             task.specify_max_retries(message.max_retries)
         inputs = {f.remote: f for app in apps for f in app.inputs}     # bundled apps share equal inputs
         for f in inputs.values():
             task.specify_input_file(f.local, f.remote, cache=f.cache and not fresh_inputs)
         task.specify_input_file(calls_file, CALLS, cache=False)
-        if self.monitor_binary and message.warm is None:
+        if self.monitor_binary:
             task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=not fresh_inputs)
         for f in (f for app in apps for f in app.outputs):
             task.specify_output_file(f.local, f.remote, cache=f.cache)
@@ -387,10 +382,10 @@ class Manager:
         self.backlog.put_back(unfinished[1:])
 
     def warm_done(self, task, result_name: str, usage: TaskUsage) -> TaskDone:
-        """A coprocess task's output is the warm host's answer: the app's exit code, output and usage."""
+        """A warm task's output is the warm host's answer: the app's exit code, output and usage."""
         answer = warm.decode_answer(task.output or "")
         if answer is None:
-            if result_name in (results.SUCCESS, results.OUTPUT_MISSING):    # the coprocess ran, but did not answer
+            if result_name in (results.SUCCESS, results.OUTPUT_MISSING):    # the task ran, the host did not answer
                 result_name = results.WARM_PROCESS_LOST
             return TaskDone(int(task.tag), task.result, result_name, -1, (task.output or "")[-OUTPUT_TAIL:], usage)
         if answer.exceeded:

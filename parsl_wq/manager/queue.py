@@ -29,7 +29,7 @@ def create_queue(wq: ModuleType, config: ManagerConfig):
     if config.password_file:
         queue.specify_password_file(config.password_file)
     monitor_binary = None
-    if config.monitor:
+    if config.monitor and not config.warm:      # a warm host measures its apps itself
         if config.monitor_interval is not None:
             monitor_binary = monitor.sample_every(config.monitor_interval, config.log_dir)
         queue.enable_monitoring(watchdog=True)

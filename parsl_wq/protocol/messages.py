@@ -32,7 +32,8 @@ class ManagerConfig:
     project_name: Optional[str] = None
     password_file: Optional[str] = None
     debug_log: bool = True
-    monitor: bool = False                 # run each task under Work Queue's resource monitor
+    monitor: bool = False                 # measure each task: Work Queue's resource monitor, or the warm host
+    warm: bool = False                    # tasks go to the workers' warm hosts, which measure them themselves
     monitor_interval: Optional[int] = None  # its seconds between samples; None: Work Queue's own (5)
     allocation_mode: str = "fixed"        # one of ALLOCATION_MODES
     autolabel_window: Optional[int] = None
@@ -73,7 +74,7 @@ class SubmitTask:
     """One app invocation. Apps whose messages agree on everything but ``task_id``,
     ``call`` and the files can travel in one task (``parsl_wq.manager.bundles``)."""
     task_id: int
-    command: str            # what a cold task runs; "" for a warm one
+    command: str            # what the task runs: the runner (cold), or its call to the warm host
     category: str
     inputs: Tuple[FileTransfer, ...]    # the function file, the worker program, and the app's own files
     outputs: Tuple[FileTransfer, ...]   # the app's own files
@@ -81,7 +82,7 @@ class SubmitTask:
     resources: Dict[str, Any] = field(default_factory=dict)
     env: Dict[str, str] = field(default_factory=dict)
     max_retries: Optional[int] = None
-    warm: Optional[WarmCall] = None     # a warm task: what the coprocess is told (``command`` is unused)
+    warm: Optional[WarmCall] = None     # a warm task: what its command tells the warm host
 
 
 @dataclass(frozen=True)

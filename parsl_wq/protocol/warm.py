@@ -1,10 +1,17 @@
-"""What a warm task carries to the worker's warm host (a Work Queue coprocess), and what the host answers.
+"""What a warm task carries to the worker's warm host, and what the host answers.
 
-The manager submits a warm task as a Work Queue ``RemoteTask`` of the
-coprocess ``NAME``'s function ``FUNCTION``, whose keyword arguments are a
-``WarmCall``; Work Queue hands them to the host as JSON. The host runs the
-task's calls file as a cold task would (``parsl_wq.protocol.sandbox``) and
-answers with a ``WarmAnswer``, which comes back as the task's output.
+A warm task is an ordinary Work Queue task whose command hands the task to
+the warm host of its worker (``parsl_wq.worker.supervisor``), on any engine::
+
+    bash pwq_call.sh ../pwq_warm.KEY CALL || { START; exec "$PY" pwq_worker.pyz call ../pwq_warm.KEY CALL; }
+
+``pwq_call.sh`` (``CALLER``) reads the host's port in its folder in the
+worker's workspace (``host_folder``), sends the task's sandbox, its calls
+file's id and ``CALL`` (a ``WarmCall`` as JSON), and prints the host's answer
+(a ``WarmAnswer`` as JSON, one line), which the manager reads in the task's
+output. Where no host answers, the shell steps ``START`` (the executor's
+``init_command``, the choice of Python) run and the worker program starts one
+(``parsl_wq.worker.caller``), then makes the call.
 
 Standard library only: the warm host imports it on the worker.
 """
@@ -12,19 +19,21 @@ Standard library only: the warm host imports it on the worker.
 import json
 from collections import namedtuple
 
-NAME = "parsl_wq"       # the coprocess name warm tasks ask for
-FUNCTION = "run"        # the one function the coprocess serves
+CALLER = "pwq_call.sh"          # the warm task's command, in its sandbox
+FOLDER_PREFIX = "pwq_warm."     # the warm host's folder in the worker's workspace: FOLDER_PREFIX + key
+EXIT_NO_HOST = 3                # CALLER's exit code when no warm host answers
 
 WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id"],
                       defaults=(None,))
-WarmCall.__doc__ = """What the warm host needs to run a task's apps (JSON-able: it travels as the call's arguments).
+WarmCall.__doc__ = """What the warm host needs to run a task's apps (JSON: it travels in the task's command).
 
 env          environment variables set for the apps (``env``, the proxy, CORES, MEMORY, ...)
 limits       {"memory": MB, "wall_time": s} the host enforces, with ``autolabel``; may be empty
 interval     seconds between two samples of the apps' memory
 node_tmpdir  with ``shared_fs=True``, the variable that holds the node's TMPDIR; else None
 environment  with ``pack=True``, {"tarball": name in the sandbox, "name": environment's name}; else None
-calls_id     the id of the task's calls file (``parsl_wq.protocol.sandbox``), set by the manager
+calls_id     the id of the task's calls file (``parsl_wq.protocol.sandbox``): not in the command, the
+             caller sends it from the task's environment (``CALLS_ID``), which the manager sets
 """
 
 WarmAnswer = namedtuple("WarmAnswer", ["exit_code", "output", "usage", "exceeded"])
@@ -37,9 +46,18 @@ exceeded   each limit the apps went past, and its value
 """
 
 
-def call_arguments(call):
-    """A ``WarmCall`` as the keyword arguments of a ``RemoteTask``."""
-    return call._asdict()
+def host_folder(key: str) -> str:
+    """The warm host's folder as a task's sandbox sees it: beside the sandbox, in the worker's workspace."""
+    return "../" + FOLDER_PREFIX + key
+
+
+def encode_call(call: WarmCall) -> str:
+    """A ``WarmCall`` as one line of JSON, without its ``calls_id``."""
+    return json.dumps(call._replace(calls_id=None)._asdict(), separators=(",", ":"), sort_keys=True)
+
+
+def decode_call(text, calls_id):
+    return WarmCall(**dict(json.loads(text), calls_id=calls_id))
 
 
 def encode_answer(answer):
@@ -47,9 +65,11 @@ def encode_answer(answer):
 
 
 def decode_answer(output):
-    """The ``WarmAnswer`` in a warm task's output, or None if there is none (the host died, or gave up)."""
+    """The ``WarmAnswer`` on the last line of a warm task's output, or None if there is none (the host died,
+    or no host could start; what the task's shell said is then the output)."""
+    lines = (output or "").rstrip("\n").rsplit("\n", 1)
     try:
-        answer = json.loads(output)
+        answer = json.loads(lines[-1])
         return WarmAnswer(exit_code=int(answer["exit_code"]), output=str(answer["output"]),
                           usage={str(k): float(v) for k, v in answer["usage"].items()},
                           exceeded={str(k): float(v) for k, v in answer["exceeded"].items()})

@@ -9,15 +9,19 @@ def main(argv):
     verb, arguments = (argv[1], argv[2:]) if len(argv) > 1 else ("", [])
     if verb == "run" and len(arguments) == 2:
         return run(*arguments)
-    if verb == "warm" and not arguments:
+    if verb == "call" and len(arguments) == 2:
+        from .caller import main as call
+        return call(*arguments)
+    if verb == "warm" and len(arguments) == 1 and arguments[0].isdigit():
         from .supervisor import main as supervise
         leave_program_path(program)
-        return supervise(program)
+        return supervise(program, int(arguments[0]))
     if verb == "packed" and len(arguments) == 1:
         from .host import serve_handed
         leave_program_path(program)
         return serve_handed(int(arguments[0]), program)
-    sys.stderr.write("usage: python %s run CALLS RESULTS | warm | packed FD\n" % argv[0])
+    sys.stderr.write("usage: python %s run CALLS RESULTS | call FOLDER CALL | warm WORKER_PID | packed FD\n"
+                     % argv[0])
     return 2
 
 

@@ -12,6 +12,7 @@ Standard library only.
 import importlib
 import json
 import os
+import signal
 import sys
 from collections import namedtuple
 
@@ -110,6 +111,7 @@ def app_process(functions, call_r, reports_w):
     try:
         os.setpgid(0, 0)        # the host stops the app and everything it started together
         die_with_parent()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)      # the host's own handler is not the app's
         message = read_all(call_r)
         if not message:
             os._exit(0)
@@ -166,12 +168,11 @@ def redirect_output(path):
 def set_environment(sandbox, call):
     """The task's variables, and a temporary folder as a cold task has one.
 
-    PYTHONPATH is also put on ``sys.path``, after the sandbox, where a cold
-    task's Python puts it when it starts.
+    The executor's ``env`` is the warm host's own already: its Python started
+    with it (``caller``), so PYTHONPATH, LD_LIBRARY_PATH and the like act as
+    they do in a cold task.
     """
     os.environ.update(call.env or {})
-    if (call.env or {}).get("PYTHONPATH"):
-        sys.path[1:1] = [entry for entry in call.env["PYTHONPATH"].split(os.pathsep) if entry]
     if call.node_tmpdir:
         tmpdir = os.environ.get(call.node_tmpdir) or "/tmp"
     else:

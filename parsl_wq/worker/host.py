@@ -1,25 +1,27 @@
-"""The warm host: serves a worker's warm calls, each in an app process forked from a warm Python.
+"""A warm host: serves warm calls one at a time, each in an app process forked from a warm Python.
 
-The warm program (``python pwq_worker.pyz warm``, a Work Queue coprocess of
-cctools 7.x) runs in the worker's workspace, once per coprocess slot::
+The supervisor (``supervisor.py``) forks hosts in the host folder of the
+worker's workspace, as many as the worker runs warm calls at once::
 
-    worker ──(stdin/stdout pipes)── supervisor ──fork──> host ──fork per app──> app process
-                                      binds the port,      serves calls,        waits for its call, runs
-                                      restarts the host    learns imports       the runner in the sandbox
-                                      (supervisor.py)      (this module)        (app_process.py)
+    pwq_call.sh ──TCP 127.0.0.1──> supervisor ──the connection──> host ──fork per call──> app process
+    (the task's command)           accepts, checks          serves calls,       waits for its call, runs
+                                   the user, hands          learns imports      the runner in the sandbox
+                                   (supervisor.py)          (this module)       (app_process.py)
 
-1. The supervisor announces its port to the worker.
-2. For each task, a worker process connects and sends ``run TASK_ID SIZE`` and
-   the task's ``WarmCall`` as JSON (``parsl_wq.protocol.warm``).
-3. The host has forked the app process ahead of the call (a spare, so the
+1. A task's ``pwq_call.sh`` connects; the supervisor hands the connection to
+   this host, which greets it with the supervisor's token and reads the
+   task's sandbox, its calls file's id and its ``WarmCall``
+   (``parsl_wq.protocol.warm``), one line each.
+2. The host has forked the app process ahead of the call (a spare, so the
    fork is off the call's path) and hands it the call. The app process runs
-   the task's calls file in ``t.TASK_ID``: one app, or a bundle of apps run
-   one after the other, reading and writing the same files as in a cold task.
+   the task's calls file in its sandbox: one app, or a bundle of apps run one
+   after the other, reading and writing the same files as in a cold task.
    The host waits for it, measures it, and stops it past a declared memory or
-   time limit, or when the worker gives up the call (``watch``).
-4. The host answers a ``WarmAnswer``; an app killed by signal N gives exit
-   code 128 + N, as in cold tasks.
-5. While an app runs, the host imports each module the app imports, as the
+   time limit, or when the task's command ends first (``watch``: Work Queue
+   cancelled the task, or the worker is stopping).
+3. The host answers a ``WarmAnswer``, one line; an app killed by signal N
+   gives exit code 128 + N, as in cold tasks.
+4. While an app runs, the host imports each module the app imports, as the
    app reports it: on a worker with a spare core both imports run at once.
    After a call whose apps loaded their functions without trouble, the host
    loads them too. Then it forks the next spare, which has both.
@@ -33,75 +35,87 @@ the host imported: a module's import-time work runs once per host, not once per 
 Packed environments (``pack=True``): a call that names one is handed to a
 host of its own, started with that environment's Python (``packed.py``)::
 
-    host ──socketpair: the worker's connection──> packed host (ENV/bin/python) ──fork per app──> ...
+    host ──socketpair: the task's connection──> packed host (ENV/bin/python) ──fork per app──> ...
 
 Each process here is killed when its parent dies (``PR_SET_PDEATHSIG``).
 Standard library only: this runs with any Python 3 on the worker.
 """
 
 import faulthandler
-import json
 import os
 import select
+import signal
 import sys
 import time
 
-from ..protocol.warm import WarmAnswer, WarmCall, encode_answer
+from ..protocol.warm import WarmAnswer, WarmCall, decode_call, encode_answer
 from . import runner
 from .app_process import OUTPUT, Spare
-from .packed import PackedHosts, receive_handed
+from .packed import PackedHosts, receive_connection, receive_handed
 from .processes import die_with_parent, group_memory, kill_group, peer_uid, tail
 
 OUTPUT_TAIL = 4000           # characters of output sent back
-CALL_TIMEOUT = 5             # seconds a connection may take to send its call: the worker sends it at once
+CALL_TIMEOUT = 5             # seconds a connection may take to send its call: pwq_call.sh sends it at once
+CALL_MAX = 1 << 20           # the longest line of a call
+IDLE = b"-"                  # what a host tells whoever hands it calls, once it has answered one
 
 
 class Host:
     """Serves calls one at a time, each in an app process forked ahead of time (a spare)."""
 
-    def __init__(self, listener, workspace, program):
+    def __init__(self, folder, program, token=""):
         faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
-        self.listener = listener
-        self.workspace = workspace
+        self.token = token      # the greeting that tells a task's pwq_call.sh this is its worker's host
         self.functions = {}     # function file name -> function, loaded after an app used it
         self.spare = None
-        self.packed = PackedHosts(workspace, program)
-        self.channel = None     # a packed environment's host: where its calls come from
+        self.running = None     # the app process of the call being served
+        self.packed = PackedHosts(folder, program)
+        self.channel = None     # where calls come from: the supervisor, or (packed) the first host
+        signal.signal(signal.SIGTERM, self.stop)
+
+    def stop(self, *_):
+        """SIGTERM: the worker is gone; stop the app that runs, and with it what it started."""
+        if self.running is not None:
+            kill_group(self.running)
+        os._exit(0)
 
     def fork_spare(self):
-        return Spare.fork(self.functions, (self.listener, self.channel))
+        return Spare.fork(self.functions, (self.channel,))
 
-    def serve_forever(self):
+    def serve_supervised(self, channel):
+        """Serve the connections that the supervisor hands over, one at a time; say IDLE after each."""
+        self.channel = channel
         while True:
             if self.spare is None:      # forked while no call waits: off the next call's path
                 self.spare = self.fork_spare()
-            connection, peer = self.listener.accept()
+            _, connection = receive_connection(channel)
+            if connection is None:      # the supervisor is gone
+                return
             with connection:
-                if not from_this_user(connection):
-                    sys.stderr.write("parsl_wq warm host: refused a connection from %s: another user's\n" % (peer,))
-                    continue
                 try:
                     self.serve(connection)
-                except OSError as e:    # the worker's side went away, or sent no call in time: nothing to answer
+                except (OSError, ValueError) as e:  # the task's side went away, or sent no call in time
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
+            channel.send(IDLE)
 
     def serve(self, connection):
+        """One call: greet, read the sandbox, the calls file's id and the call; run it; answer."""
+        connection.settimeout(CALL_TIMEOUT)     # a connection that says nothing holds no call up for long
+        connection.sendall(self.token.encode() + b"\n")
         stream = connection.makefile("rb")
-        while True:
-            connection.settimeout(CALL_TIMEOUT)     # a connection that says nothing holds no call up for long
-            header = stream.readline()
-            if not header:
+        sandbox, calls_id, text = (stream.readline(CALL_MAX).decode().rstrip("\n") for _ in range(3))
+        if not os.path.isabs(sandbox) or not text:
+            raise ValueError("refused a call without a sandbox or a call: %r" % sandbox[:200])
+        call = decode_call(text, calls_id)
+        connection.settimeout(None)
+        if call.environment:
+            answer = self.packed.hand(connection, sandbox, call)
+            if answer is None:      # the environment's host answers on this connection, and then says IDLE
+                self.packed.wait(call.environment["name"])
                 return
-            _, task_id, size = header.split()
-            call = WarmCall(**json.loads(stream.read(int(size)))["fn_kwargs"])
-            connection.settimeout(None)
-            if call.environment:
-                answer = self.packed.hand(connection, int(task_id), call)
-                if answer is None:      # the environment's host answers on this connection
-                    return
-            else:
-                answer = self.run(int(task_id), call, connection)
-            send_answer(connection, answer)
+        else:
+            answer = self.run(sandbox, call, connection)
+        send_answer(connection, answer)
 
     def serve_handed(self, channel):
         """A packed environment's host: serve the calls that the first host hands over, with their connections."""
@@ -114,19 +128,21 @@ class Host:
                 return
             with connection:
                 try:
-                    send_answer(connection, self.run(handed.task_id, WarmCall(**handed.call), connection))
+                    send_answer(connection, self.run(handed.sandbox, WarmCall(**handed.call), connection))
                 except OSError as e:
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
+            channel.send(IDLE)
 
-    def run(self, task_id, call, connection):
-        sandbox = os.path.join(self.workspace, "t.%d" % task_id)
+    def run(self, sandbox, call, connection):
         spare, self.spare = self.spare or self.fork_spare(), None
         started = time.time()
+        self.running = spare.pid
         spare.start(sandbox, call)
         try:
             status, rusage, measured, exceeded = watch(spare.pid, connection, call.limits or {},
                                                        call.interval or 1, spare.reports)
         finally:
+            self.running = None
             spare.reports.close()
         wall = max(time.time() - started, 1e-6)
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
@@ -148,11 +164,12 @@ class Host:
 
 
 def from_this_user(connection):
-    """Whether the process at the other end of ``connection`` runs as this user, as the worker does.
+    """Whether the process at the other end of ``connection`` runs as this user, as the worker does (the
+    supervisor asks before it hands a connection to a host).
 
-    The coprocess port is TCP on 127.0.0.1, which any local process can reach
-    (Work Queue's coprocess protocol); a process of another user is refused at
-    once. Where the kernel's socket table cannot be read (not Linux), every
+    The port is TCP on 127.0.0.1 (``pwq_call.sh`` is bash, which speaks TCP),
+    which any local process can reach; a process of another user is refused at
+    once, before it is greeted with the token. Where the kernel's socket table cannot be read (not Linux), every
     connection is served.
     """
     uid = peer_uid(connection)
@@ -160,12 +177,11 @@ def from_this_user(connection):
 
 
 def send_answer(connection, answer):
-    data = encode_answer(answer).encode()
-    connection.sendall(b"%d\n" % len(data) + data)
+    connection.sendall(encode_answer(answer).encode() + b"\n")
 
 
 def watch(pid, connection, limits, interval, reports):
-    """Wait for the app process; learn its imports; stop it past its limits or when the worker gives up the call.
+    """Wait for the app process; learn its imports; stop it past its limits or when the task's command ends.
 
     Returns its wait status, its rusage, what was measured while it ran, and
     the limits it went past.
@@ -183,7 +199,7 @@ def watch(pid, connection, limits, interval, reports):
                 reports.drain()
                 return status, rusage, measured, exceeded
             readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if pidfd is None else timeout)
-            if connection in readable:      # the worker cancelled the task or is stopping
+            if connection in readable:      # the task's command ended: Work Queue cancelled the task
                 kill_group(pid)
                 waitables.remove(connection)
             if reports in readable and not reports.read():
@@ -207,5 +223,5 @@ def serve_handed(fd, program):
     """Main of a packed environment's host (started by ``PackedHosts.start``): calls come on socket ``fd``."""
     import socket
     die_with_parent()
-    Host(None, os.getcwd(), program).serve_handed(socket.socket(fileno=fd))
+    Host(os.getcwd(), program).serve_handed(socket.socket(fileno=fd))
     return 0

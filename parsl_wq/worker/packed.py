@@ -1,12 +1,12 @@
 """Warm hosts of packed environments (``pack=True``): one per environment, started with its own Python.
 
-A call that names a packed environment is handed, with the worker's
+A call that names a packed environment is handed, with the task's
 connection, to that environment's host (``Handed``, on a socketpair with the
 connection's descriptor as ``SCM_RIGHTS``); the host answers the worker
 itself. The environment is unpacked once per worker by ``pwq_unpack.sh``, as
 cold tasks do, and its host is started again at the next call if it has died.
-Work Queue 7.17 opens one connection per call, so handing over a connection
-hands over exactly one call.
+A connection carries one call, so handing over a connection hands over exactly
+one call.
 
 Standard library only.
 """
@@ -24,27 +24,26 @@ from ..protocol.warm import WarmAnswer
 HANDED_MAX = 1 << 20         # the largest call handed to a packed environment's host
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")   # a file's name in one folder: no "/", no ".."
 
-Handed = namedtuple("Handed", ["task_id", "call"])
-Handed.__doc__ = """A call handed to a packed environment's host (JSON), with the worker's connection beside it:
-the Work Queue task id, and the ``WarmCall`` as a dict."""
+Handed = namedtuple("Handed", ["sandbox", "call"])
+Handed.__doc__ = """A call handed to a packed environment's host (JSON), with the task's connection beside it:
+the task's sandbox, and the ``WarmCall`` as a dict."""
 
 
 class PackedHosts:
     """The hosts of packed environments, one per environment, each started on the first call that names it."""
 
-    def __init__(self, workspace, program):
-        self.workspace = workspace
+    def __init__(self, folder, program):
+        self.folder = folder        # the host folder, where packed hosts run
         self.program = program      # the worker program, which a packed host runs with its own Python
         self.hosts = {}     # environment name -> (its process, our end of its socketpair)
 
-    def hand(self, connection, task_id, call):
+    def hand(self, connection, sandbox, call):
         """Pass the call and its connection to its environment's host; None once passed, else the answer."""
         name, tarball = call.environment["name"], call.environment["tarball"]
         if not (safe_name(name) and safe_name(tarball)):
             return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: refused the environment %r (tarball %r): "
                               "a name may not hold a path\n" % (name, tarball), {}, {})
         if name not in self.hosts or self.hosts[name][0].poll() is not None:
-            sandbox = os.path.join(self.workspace, "t.%d" % task_id)
             folder, output = unpack(sandbox, call.environment)
             if folder is None:
                 return WarmAnswer(EXIT_UNPACK_FAILED, output + "\n" + UNPACK_FAILED + "\n", {}, {})
@@ -54,15 +53,21 @@ class PackedHosts:
             except OSError as e:
                 return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the Python of environment %s did not "
                                   "start: %s\n" % (name, e), {}, {})
-        message = json.dumps(Handed(task_id, call._asdict())._asdict()).encode()
+        message = json.dumps(Handed(sandbox, call._asdict())._asdict()).encode()
         try:
-            self.hosts[name][1].sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                     array.array("i", [connection.fileno()]))])
+            send_connection(self.hosts[name][1], message, connection)
         except OSError as e:
             self.stop(name)
             return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the call could not be handed to the warm "
                               "process of environment %s: %s\n" % (name, e), {}, {})
         return None
+
+    def wait(self, name):
+        """Wait until the environment's host has answered the call handed to it (IDLE), or has died."""
+        try:
+            self.hosts[name][1].recv(16)
+        except OSError:
+            pass
 
     def start(self, folder):
         """Start a host with the Python of the environment unpacked in ``folder``; it gets calls on a socketpair."""
@@ -70,7 +75,7 @@ class PackedHosts:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(os.environ, PATH=os.path.join(folder, "bin") + os.pathsep + os.environ.get("PATH", ""))
         process = subprocess.Popen([os.path.join(folder, "bin", "python"), self.program, "packed",
-                                    str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=self.workspace,
+                                    str(theirs.fileno())], pass_fds=[theirs.fileno()], cwd=self.folder,
                                    env=env, stdin=subprocess.DEVNULL)
         theirs.close()
         return process, ours
@@ -89,11 +94,26 @@ def safe_name(name):
 
 
 def receive_handed(channel):
-    """The next ``Handed`` call and the worker's connection, or (None, None) once the first host has closed."""
-    message, fds, _, _ = socket.recv_fds(channel, HANDED_MAX, 1)    # Python 3.9: as the submit side's
-    if not message:
+    """The next ``Handed`` call and the task's connection, or (None, None) once the first host has closed."""
+    message, connection = receive_connection(channel)
+    if connection is None:
         return None, None
-    return Handed(**json.loads(message)), socket.socket(fileno=fds[0])
+    return Handed(**json.loads(message)), connection
+
+
+def send_connection(channel, message, connection):
+    """Send ``message`` with ``connection``'s descriptor (SCM_RIGHTS) on a SOCK_SEQPACKET ``channel``."""
+    channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [connection.fileno()]))])
+
+
+def receive_connection(channel):
+    """A message and the connection sent with it, or (None, None) once the other end has closed."""
+    message, fds, _, _ = socket.recv_fds(channel, HANDED_MAX, 1)    # Python 3.9: as the submit side's
+    if not message or not fds:
+        for fd in fds:
+            os.close(fd)
+        return None, None
+    return message, socket.socket(fileno=fds[0])
 
 
 def unpack(sandbox, environment):
