@@ -30,7 +30,7 @@ from parsl_wq.errors import SerializationFailed
 from parsl_wq.protocol.messages import FileTransfer, SubmitTask
 from parsl_wq.protocol.sandbox import (CALLS, EXIT_UNPACK_FAILED, PROXY, RESULTS, UNPACK_FAILED, UNPACKER,
                                        WORKER_PROGRAM, Call)
-from parsl_wq.protocol.warm import CALLER, WarmCall, encode_call, host_folder
+from parsl_wq.protocol.warm import CALLER, WarmCall, host_folder, task_command
 
 if TYPE_CHECKING:       # the packers are imported with pack=True only
     from parsl_wq.pack import PackedEnvironment
@@ -104,7 +104,7 @@ class TaskFiles:
         if self.options.warm:
             inputs.append(FileTransfer(CALL_SCRIPT, CALLER, cache=True))
             warm = self.warm_call(requested, ship_environment(environment, inputs))
-            command = self.warm_command(warm)
+            command = self.warm_command()
         else:
             prefix, python = self.prefix(environment, inputs)
             command, warm = prefix + runner_command(python, self.options.monitored), None
@@ -143,7 +143,7 @@ class TaskFiles:
         """Shell steps that set PY to the submit side's Python if the node has it, else to python3."""
         return f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
 
-    def warm_command(self, call: WarmCall) -> str:
+    def warm_command(self) -> str:
         """A warm task's command: its call to the worker's warm host (``parsl_wq.protocol.warm``).
 
         Where no host answers yet, the task's shell runs what a cold task's runs
@@ -153,10 +153,7 @@ class TaskFiles:
         any of these get hosts of their own (the folder's key).
         """
         start = (f"{self.options.init_command}; " if self.options.init_command else "") + self.choose_python()
-        folder = host_folder(self.host_key())
-        text = shlex.quote(encode_call(call))
-        return (f"bash {CALLER} {folder} {text} || "
-                f"{{ {start}exec \"$PY\" -S {WORKER_PROGRAM} call {folder} {text}; }}")
+        return task_command(host_folder(self.host_key()), start, WORKER_PROGRAM)
 
     def host_key(self) -> str:
         """What names the warm host's folder on a worker: a digest of what shapes the host's Python."""
@@ -186,7 +183,8 @@ class TaskFiles:
         # scheduling hint (the manager gives it to the task), never a limit.
         limits = {"memory": requested["memory"]} if self.options.monitored and requested.get("memory") else {}
         return WarmCall(env=env, limits=limits, interval=self.options.monitor_interval or 1,
-                        node_tmpdir=NODE_TMPDIR if self.options.shared_fs else None, environment=environment)
+                        node_tmpdir=NODE_TMPDIR if self.options.shared_fs else None, environment=environment,
+                        measure_disk=self.options.monitored)
 
 
 def check_sandbox_names(staging: Staging, extra_inputs: Sequence[Tuple[str, str]]) -> None:

@@ -230,6 +230,8 @@ class Manager:
         message = apps[0]
         task = self.wq.Task(message.command)
         task.specify_environment_variable(CALLS_ID, identity)
+        if message.warm is not None:
+            task.specify_environment_variable(warm.CALL_VARIABLE, warm.encode_call(message.warm._replace(calls_id=identity)))
         task.specify_tag(str(message.task_id))
         task.specify_category(message.category)
         self.configure_category(message.category)

@@ -1,17 +1,19 @@
 """What a warm task carries to the worker's warm host, and what the host answers.
 
 A warm task is an ordinary Work Queue task whose command hands the task to
-the warm host of its worker (``parsl_wq.worker.supervisor``), on any engine::
+the warm host of its worker (``parsl_wq.worker.supervisor``), on any engine
+(``task_command``)::
 
-    bash pwq_call.sh ../pwq_warm.KEY CALL || { START; exec "$PY" pwq_worker.pyz call ../pwq_warm.KEY CALL; }
+    bash pwq_call.sh ../pwq_warm.KEY || { START; exec "$PY" -S pwq_worker.pyz call ../pwq_warm.KEY; }
 
+The manager puts the task's ``WarmCall`` in the task's environment, as JSON
+(``CALL_VARIABLE``), with the id of its calls file and the limits it learned.
 ``pwq_call.sh`` (``CALLER``) reads the host's port in its folder in the
-worker's workspace (``host_folder``), sends the task's sandbox, its calls
-file's id and ``CALL`` (a ``WarmCall`` as JSON), and prints the host's answer
-(a ``WarmAnswer`` as JSON, one line), which the manager reads in the task's
-output. Where no host answers, the shell steps ``START`` (the executor's
-``init_command``, the choice of Python) run and the worker program starts one
-(``parsl_wq.worker.caller``), then makes the call.
+worker's workspace (``host_folder``), sends the task's sandbox and the call,
+and prints the host's answer (a ``WarmAnswer`` as JSON, one line), which the
+manager reads in the task's output. Where no host answers, the shell steps
+``START`` (the executor's ``init_command``, the choice of Python) run and the
+worker program starts one (``parsl_wq.worker.caller``), then makes the call.
 
 Standard library only: the warm host imports it on the worker.
 """
@@ -20,20 +22,22 @@ import json
 from collections import namedtuple
 
 CALLER = "pwq_call.sh"          # the warm task's command, in its sandbox
+CALL_VARIABLE = "PWQ_CALL"      # the task's variable that holds its WarmCall
 FOLDER_PREFIX = "pwq_warm."     # the warm host's folder in the worker's workspace: FOLDER_PREFIX + key
 EXIT_NO_HOST = 3                # CALLER's exit code when no warm host answers
 
-WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id"],
-                      defaults=(None,))
-WarmCall.__doc__ = """What the warm host needs to run a task's apps (JSON: it travels in the task's command).
+WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id",
+                                   "measure_disk"], defaults=(None, False))
+WarmCall.__doc__ = """What the warm host needs to run a task's apps (JSON, in the task's CALL_VARIABLE).
 
-env          environment variables set for the apps (``env``, the proxy, CORES, MEMORY, ...)
-limits       {"memory": MB, "wall_time": s} the host enforces, with ``autolabel``; may be empty
-interval     seconds between two samples of the apps' memory
-node_tmpdir  with ``shared_fs=True``, the variable that holds the node's TMPDIR; else None
-environment  with ``pack=True``, {"tarball": name in the sandbox, "name": environment's name}; else None
-calls_id     the id of the task's calls file (``parsl_wq.protocol.sandbox``): not in the command, the
-             caller sends it from the task's environment (``CALLS_ID``), which the manager sets
+env           environment variables set for the apps (``env``, the proxy, CORES, MEMORY, ...)
+limits        {"memory": MB, "wall_time": s} the host enforces, with ``autolabel``: what the app
+              declared, or what the manager learned for its category; may be empty
+interval      seconds between two samples of the apps' memory
+node_tmpdir   with ``shared_fs=True``, the variable that holds the node's TMPDIR; else None
+environment   with ``pack=True``, {"tarball": name in the sandbox, "name": environment's name}; else None
+calls_id      the id of the task's calls file (``parsl_wq.protocol.sandbox``), set by the manager
+measure_disk  with ``autolabel``: measure the sandbox's size once the apps end, as Work Queue's monitor does
 """
 
 WarmAnswer = namedtuple("WarmAnswer", ["exit_code", "output", "usage", "exceeded"])
@@ -51,13 +55,19 @@ def host_folder(key: str) -> str:
     return "../" + FOLDER_PREFIX + key
 
 
+def task_command(folder: str, start: str, program: str) -> str:
+    """A warm task's shell command: the call through ``CALLER``; where no host answers, ``start`` (shell steps
+    that set PY) and the worker ``program`` started with it, to start a host and make the call."""
+    return f"bash {CALLER} {folder} || {{ {start}exec \"$PY\" -S {program} call {folder}; }}"
+
+
 def encode_call(call: WarmCall) -> str:
-    """A ``WarmCall`` as one line of JSON, without its ``calls_id``."""
-    return json.dumps(call._replace(calls_id=None)._asdict(), separators=(",", ":"), sort_keys=True)
+    """A ``WarmCall`` as one line of JSON."""
+    return json.dumps(call._asdict(), separators=(",", ":"), sort_keys=True)
 
 
-def decode_call(text, calls_id):
-    return WarmCall(**dict(json.loads(text), calls_id=calls_id))
+def decode_call(text):
+    return WarmCall(**json.loads(text))
 
 
 def encode_answer(answer):

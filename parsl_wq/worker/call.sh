@@ -1,19 +1,20 @@
 # A warm task's command on the worker: hand the task to the worker's warm host, print the host's answer.
 #
-#   bash pwq_call.sh FOLDER CALL      (in the task's sandbox; shipped as pwq_call.sh)
+#   bash pwq_call.sh FOLDER      (in the task's sandbox; shipped as pwq_call.sh)
 #
 # FOLDER is the warm host's folder in the worker's workspace, where it keeps its port and a token
-# (parsl_wq.worker.supervisor); CALL is the task's WarmCall as one line of JSON (parsl_wq.protocol.warm).
+# (parsl_wq.worker.supervisor); PWQ_CALL, in the task's environment, is its WarmCall as one line of JSON
+# (parsl_wq.protocol.warm).
 # 1. Connect to the port; the host greets with the token, which only this user can read in FOLDER.
-# 2. Send the sandbox, the calls file's id (PWQ_CALLS_ID, from the task's environment) and CALL.
+# 2. Send the sandbox and the call.
 # 3. Print the host's answer, one line of JSON: the manager reads it in the task's output. A host that dies
 #    meanwhile answers nothing, and the manager reports a lost warm process.
 # Exit 3 when no host answers as it should (or bash has no /dev/tcp): the task's command then starts one
-# (python pwq_worker.pyz call FOLDER CALL). bash only: this is the whole cost of a warm call on the worker.
+# (python pwq_worker.pyz call FOLDER). bash only: this is the whole cost of a warm call on the worker.
 exec 2>/dev/null
 read -r port token < "$1/port" || exit 3
 exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 3
 IFS= read -r -t 10 greeting <&3 && [ "$greeting" = "$token" ] || exit 3
-printf '%s\n%s\n%s\n' "$PWD" "$PWQ_CALLS_ID" "$2" >&3
+printf '%s\n%s\n' "$PWD" "$PWQ_CALL" >&3
 IFS= read -r answer <&3
 printf '%s\n' "$answer"

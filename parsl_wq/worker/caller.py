@@ -3,7 +3,7 @@
 Run by the warm task's command when ``pwq_call.sh`` exits with ``EXIT_NO_HOST``
 (no host yet, one that died, or a node without bash)::
 
-    python -S pwq_worker.pyz call FOLDER CALL        (in the task's sandbox)
+    python -S pwq_worker.pyz call FOLDER        (in the task's sandbox)
 
 1. Make the host's folder in the worker's workspace (``FOLDER``, mode 0700) or
    check that the one there is this user's own and private.
@@ -26,13 +26,14 @@ import subprocess
 import sys
 
 from ..protocol.sandbox import CALLS_ID, WORKER_PROGRAM
+from ..protocol.warm import CALL_VARIABLE
 from .processes import tail
 from .supervisor import LOG, PORT, READY, read_port
 
 CALL_TIMEOUT = 10           # seconds a host may take to greet
 # Variables Work Queue sets for the one task that starts the host: the host's apps get their own.
 TASK_VARIABLES = ("CORES", "MEMORY", "DISK", "GPUS", "OMP_NUM_THREADS", "CCTOOLS_DISK_ALLOC", CALLS_ID,
-                  "TMPDIR", "TMP", "TEMP", "OLDPWD")
+                  CALL_VARIABLE, "TMPDIR", "TMP", "TEMP", "OLDPWD")
 NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"     # the worker's own TMPDIR, kept by the executor's worker commands
 
 
@@ -40,7 +41,7 @@ class NoHost(Exception):
     """The warm host could not be started, or did not answer."""
 
 
-def main(folder, call_text):
+def main(folder):
     try:
         make_private_folder(folder)
         with locked(folder):
@@ -52,7 +53,7 @@ def main(folder, call_text):
                 raise NoHost("the warm host started in %s does not answer (its log: %s)"
                              % (os.path.abspath(folder), tail(os.path.join(folder, LOG), 2000).strip()))
         with connection:
-            answer = call(connection, call_text)
+            answer = call(connection)
     except (NoHost, OSError) as e:
         sys.stdout.write("parsl_wq: no warm host on this worker: %s\n" % e)
         return 1
@@ -130,9 +131,9 @@ def start(folder):
                      % (host.poll(), tail(os.path.join(folder, LOG), 2000).strip()))
 
 
-def call(connection, call_text):
+def call(connection):
     """Send the call as ``pwq_call.sh`` does; the host's answer line."""
-    connection.sendall(("%s\n%s\n%s\n" % (os.getcwd(), os.environ.get(CALLS_ID, ""), call_text)).encode())
+    connection.sendall(("%s\n%s\n" % (os.getcwd(), os.environ.get(CALL_VARIABLE, ""))).encode())
     chunks = []
     while True:
         chunk = connection.recv(65536)

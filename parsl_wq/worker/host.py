@@ -10,8 +10,8 @@ worker's workspace, as many as the worker runs warm calls at once::
 
 1. A task's ``pwq_call.sh`` connects; the supervisor hands the connection to
    this host, which greets it with the supervisor's token and reads the
-   task's sandbox, its calls file's id and its ``WarmCall``
-   (``parsl_wq.protocol.warm``), one line each.
+   task's sandbox and its ``WarmCall`` (``parsl_wq.protocol.warm``), one line
+   each.
 2. The host has forked the app process ahead of the call (a spare, so the
    fork is off the call's path) and hands it the call. The app process runs
    the task's calls file in its sandbox: one app, or a bundle of apps run one
@@ -52,7 +52,7 @@ from ..protocol.warm import WarmAnswer, WarmCall, decode_call, encode_answer
 from . import runner
 from .app_process import OUTPUT, Spare
 from .packed import PackedHosts, receive_connection, receive_handed
-from .processes import die_with_parent, group_memory, kill_group, peer_uid, tail
+from .processes import die_with_parent, folder_size, group_memory, kill_group, peer_uid, tail
 
 OUTPUT_TAIL = 4000           # characters of output sent back
 CALL_TIMEOUT = 5             # seconds a connection may take to send its call: pwq_call.sh sends it at once
@@ -99,14 +99,14 @@ class Host:
             channel.send(IDLE)
 
     def serve(self, connection):
-        """One call: greet, read the sandbox, the calls file's id and the call; run it; answer."""
+        """One call: greet, read the sandbox and the call; run it; answer."""
         connection.settimeout(CALL_TIMEOUT)     # a connection that says nothing holds no call up for long
         connection.sendall(self.token.encode() + b"\n")
         stream = connection.makefile("rb")
-        sandbox, calls_id, text = (stream.readline(CALL_MAX).decode().rstrip("\n") for _ in range(3))
+        sandbox, text = (stream.readline(CALL_MAX).decode().rstrip("\n") for _ in range(2))
         if not os.path.isabs(sandbox) or not text:
             raise ValueError("refused a call without a sandbox or a call: %r" % sandbox[:200])
-        call = decode_call(text, calls_id)
+        call = decode_call(text)
         connection.settimeout(None)
         if call.environment:
             answer = self.packed.hand(connection, sandbox, call)
@@ -152,6 +152,8 @@ class Host:
         cpu = rusage.ru_utime + rusage.ru_stime
         measured.update(wall_time=wall, cpu_time=cpu, cores=cpu / wall,
                         memory=max(measured.get("memory", 0), rusage.ru_maxrss / 1024))
+        if call.measure_disk:
+            measured["disk"] = folder_size(sandbox)
         return WarmAnswer(code, tail(os.path.join(sandbox, OUTPUT), OUTPUT_TAIL), measured, exceeded)
 
     def load_function(self, sandbox, function_name):

@@ -1,4 +1,5 @@
-"""Process mechanics of the warm host: dying with the parent, killing a process group, its memory, its output.
+"""Process mechanics of the warm host: dying with the parent, killing a process group, its memory, its output,
+the size of its sandbox.
 
 Standard library only.
 """
@@ -63,6 +64,18 @@ def group_memory(pgid):
         if int(fields[2]) == pgid:      # fields after the command: state, ppid, pgrp, ..., rss is the 22nd
             total += int(fields[21]) * page_mb
     return total
+
+
+def folder_size(path):
+    """MB that the files under ``path`` take on disk, as Work Queue's monitor counts a sandbox."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total / 2 ** 20
 
 
 def peer_uid(connection):
