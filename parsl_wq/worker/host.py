@@ -102,8 +102,8 @@ class Host:
         """One call: greet, read the sandbox and the call; run it; answer."""
         connection.settimeout(CALL_TIMEOUT)     # a connection that says nothing holds no call up for long
         connection.sendall(self.token.encode() + b"\n")
-        stream = connection.makefile("rb")
-        sandbox, text = (stream.readline(CALL_MAX).decode().rstrip("\n") for _ in range(2))
+        with connection.makefile("rb") as stream:      # closed here: a fork must not inherit the connection
+            sandbox, text = [stream.readline(CALL_MAX).decode().rstrip("\n") for _ in range(2)]
         if not os.path.isabs(sandbox) or not text:
             raise ValueError("refused a call without a sandbox or a call: %r" % sandbox[:200])
         call = decode_call(text)
