@@ -9,7 +9,7 @@ PARSL_SUITE_SKIP_ALL = not test_bad_stdout_file and not test_bad_stderr_file and
 PARSL_SUITE_SKIP_NO_SHARED_FS = not (test_output_chain_filenames and test_behavior)
 PARSL_SUITE = $(WITH_ENGINE) mkdir -p runinfo/parsl-suite && cd runinfo/parsl-suite && $(CURDIR)/$(PY) -m pytest "$(PARSL_TESTS)" -p no:cacheprovider -q --timeout 300 $(PARSL_SUITE_MARKERS)
 
-.PHONY: setup demo test test-slurm docs bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs parsl-suite-warm clean
+.PHONY: setup demo test test-slurm docs bench parsl-suite parsl-suite-no-shared-fs parsl-suite-shared-fs parsl-suite-cold clean
 
 setup: $(VENV)/.installed
 	@tools/install_work_queue.sh $(PY)
@@ -44,7 +44,7 @@ docs: setup
 
 # Workers as jobs of a single-node Slurm cluster on this machine (root; installs Debian's Slurm on first use).
 test-slurm: setup
-	eval "$$(tools/slurm_cluster.sh up)" && $(PY) -m pytest -q -rs tests/test_slurm.py; \
+	$(WITH_ENGINE) eval "$$(tools/slurm_cluster.sh up)" && $(PY) -m pytest -q -rs tests/test_slurm.py; \
 	status=$$?; tools/slurm_cluster.sh down; exit $$status
 
 # Parsl's own test suite with parsl_wq as the executor, once per config.
@@ -56,9 +56,9 @@ parsl-suite-no-shared-fs: setup
 parsl-suite-shared-fs: setup
 	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL)" --config $(CURDIR)/tests/parsl_configs/local_shared_fs.py
 
-# Warm workers (coprocess=True): cctools 7.x only, so use ENGINE=7.17.1.
-parsl-suite-warm: setup
-	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL) and $(PARSL_SUITE_SKIP_NO_SHARED_FS)" --config $(CURDIR)/tests/parsl_configs/local_warm.py
+# Cold workers (coprocess=False), to compare with the default's (warm) run.
+parsl-suite-cold: setup
+	$(PARSL_SUITE) -k "$(PARSL_SUITE_SKIP_ALL) and $(PARSL_SUITE_SKIP_NO_SHARED_FS)" --config $(CURDIR)/tests/parsl_configs/local_cold.py
 
 bench: setup
 	$(WITH_ENGINE) $(PY) benchmarks/throughput.py

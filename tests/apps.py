@@ -146,3 +146,10 @@ def import_value(module):
     """``VALUE`` of the module ``module``, imported by the app."""
     import importlib
     return importlib.import_module(module).VALUE
+
+
+@python_app
+def parent_command():
+    """The command line of the app's parent process: a warm host, or the task's shell."""
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()

@@ -128,6 +128,25 @@ class Hosts:
         self.workers.setdefault(f"h{host}", []).append(process)
         return process
 
+    def run_block(self, host: int, command: str, hide: Sequence[str] = ()) -> subprocess.Popen:
+        """Run a provider block's ``command`` on host ``host``, as a batch system would: from a script file,
+        with a tmpfs over the test's folder, over /tmp (the node's own) and over each folder in ``hide``."""
+        script = os.path.join(self.private_dir, f"block-h{host}-{len(self.workers.get(f'h{host}', []))}.sh")
+        with open(script, "w") as f:
+            f.write(command + "\n")
+        os.chmod(script, 0o700)
+        steps = ["set -e", f"S=$(cat {shlex.quote(script)})", f"D={shlex.quote(self.private_dir)}",
+                 "mount -t tmpfs tmpfs \"$D\"", "mount -t tmpfs tmpfs /tmp", "mkdir -p \"$D\"",
+                 "printf '%s\\n' \"$S\" > \"$D/block.sh\""]
+        steps += [f"mount -t tmpfs tmpfs {shlex.quote(path)}" for path in hide]
+        steps += [f"printf '127.0.0.1 localhost h{host}\\n' > /tmp/hosts", "mount --bind /tmp/hosts /etc/hosts",
+                  f"hostname h{host}", "exec bash \"$D/block.sh\""]
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace(host), "unshare", "--uts", "--mount", "sh", "-c", "; ".join(steps)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.workers.setdefault(f"h{host}", []).append(process)
+        return process
+
     def kill_worker(self, host: int) -> None:
         """SIGKILL every process of host ``host``'s workers (a crashed node)."""
         for p in self.workers.get(f"h{host}", []):

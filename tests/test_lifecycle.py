@@ -242,7 +242,7 @@ from parsl.config import Config
 from parsl_wq import WorkQueueExecutor
 sys.path.insert(0, {tests!r})
 import apps
-executor = WorkQueueExecutor(port=0)
+executor = WorkQueueExecutor(port=0, coprocess={coprocess})
 parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
 assert apps.add(1, 1).result(timeout=60) == 2
 apps.sleep_for({TASK_SECONDS})
@@ -254,28 +254,41 @@ time.sleep(300)
 TASK_SECONDS = 20
 
 
-def _runner_processes():
+def _runner_processes(warm):
+    """Cold, the runner's Python; warm, the warm hosts' forks (app processes: a warm host's, under the supervisor)."""
     import psutil
+
+    def runs(process, verb):
+        try:
+            cmdline = process.cmdline()
+        except psutil.Error:
+            return False
+        return any("pwq_worker.pyz" in part for part in cmdline) and verb in cmdline
     found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or ()
-        if any("pwq_worker.pyz" in part for part in cmdline) and "run" in cmdline:
+    for process in psutil.process_iter():
+        if not warm and runs(process, "run"):
             found.append(process)
+        elif warm and runs(process, "warm"):
+            parent = process.parent()
+            if parent is not None and runs(parent, "warm") and parent.parent() is not None \
+                    and runs(parent.parent(), "warm"):
+                found.append(process)
     return found
 
 
-def test_manager_and_workers_leave_when_the_user_process_is_killed(tmp_path):
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_manager_and_workers_leave_when_the_user_process_is_killed(tmp_path, coprocess):
     import subprocess
     import sys
 
     import psutil
     from conftest import TESTS
-    script = KILLED_SCRIPT.format(tests=TESTS, run_dir=str(tmp_path), TASK_SECONDS=TASK_SECONDS)
+    script = KILLED_SCRIPT.format(tests=TESTS, run_dir=str(tmp_path), TASK_SECONDS=TASK_SECONDS, coprocess=coprocess)
     user = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         manager_pid = int(user.stdout.readline())
         assert wait_until(lambda: worker_processes(), timeout=30)
-        assert wait_until(lambda: _runner_processes(), timeout=30)
+        assert wait_until(lambda: _runner_processes(coprocess), timeout=30)
     finally:
         user.kill()
         user.wait(timeout=10)

@@ -84,8 +84,10 @@ def test_undeclared_resources_are_given_in_proportion_to_declared_ones(tmp_path,
     assert resource_usage(half).measured == {}      # nothing is measured without autolabel
 
 
-def test_learning_raises_concurrency_from_one_to_two(tmp_path, no_leftover_workers):
-    with running(tmp_path, autolabel=True, autolabel_window=1) as executor:
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_learning_raises_concurrency_from_one_to_two(tmp_path, no_leftover_workers, coprocess):
+    """Cold, Work Queue learns from its monitor; warm, the manager learns from the warm host's measurements."""
+    with running(tmp_path, autolabel=True, autolabel_window=1, coprocess=coprocess) as executor:
         futures = [apps.timed_sleep(1) for _ in range(10)]
         spans = intervals(futures)
         usages = [resource_usage(f) for f in futures]
@@ -120,8 +122,19 @@ def test_going_past_a_declared_limit_fails_with_resource_use_and_limit(tmp_path,
     assert executor.usage_summary.categories["hold_memory"].exhausted == 1
 
 
-def test_an_outlier_past_the_learned_allocation_is_retried_at_the_maximum(tmp_path, no_leftover_workers):
-    with running(tmp_path, autolabel=True, autolabel_window=1,
+def test_warm_max_throughput_learns_one_core_for_apps_that_use_one(tmp_path, no_leftover_workers):
+    with running(tmp_path, autolabel=True, autolabel_window=1, coprocess=True,
+                 allocation_mode="max-throughput") as executor:
+        futures = [apps.timed_sleep(1) for _ in range(10)]
+        spans = intervals(futures)
+        assert most_at_once(spans) == 2, spans
+        assert {resource_usage(f).allocated["cores"] for f in futures} == {1.0, 2.0}
+        assert executor._learned_cores == {"timed_sleep": 1}
+
+
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_an_outlier_past_the_learned_allocation_is_retried_at_the_maximum(tmp_path, no_leftover_workers, coprocess):
+    with running(tmp_path, autolabel=True, autolabel_window=1, coprocess=coprocess,
                  category_max_resources={"*": {"memory": 1000}}) as executor:
         # Small tasks, one after the other, until Work Queue trusts its measurements (a few tasks).
         allocated = []

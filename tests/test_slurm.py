@@ -37,16 +37,28 @@ def our_jobs():
     return [line for line in out.splitlines() if "parsl" in line]
 
 
-def test_workers_run_as_slurm_jobs_and_leave_with_the_executor(tmp_path):
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_workers_run_as_slurm_jobs_and_leave_with_the_executor(tmp_path, coprocess):
+    """A block's job script carries the run's password (the node needs no copy of the password file), in a
+    private folder; warm, the job's worker runs the apps in forks of its warm host."""
     provider = SlurmProvider(partition="debug", nodes_per_block=1, init_blocks=1, walltime="00:05:00",
                              launcher=SingleNodeLauncher(), cmd_timeout=30, exclusive=False)
-    executor = WorkQueueExecutor(port=0, provider=provider, address="127.0.0.1")
+    executor = WorkQueueExecutor(port=0, provider=provider, address="127.0.0.1", coprocess=coprocess)
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
     try:
         job_ids = [apps.read_env("SLURM_JOB_ID").result(timeout=TIMEOUT) for _ in range(3)]
         assert job_ids[0] and set(job_ids) == {job_ids[0]}, job_ids
         assert our_jobs(), "the block is not a Slurm job"
-        assert "--password" in executor.worker_command
+        scripts = [os.path.join(provider.script_dir, n) for n in os.listdir(provider.script_dir)
+                   if n.endswith(".submit")]
+        assert scripts and os.stat(provider.script_dir).st_mode & 0o077 == 0
+        with open(executor._secrets.password_file) as f:
+            secret = f.read().strip()
+        for script in scripts:
+            text = open(script).read()
+            assert secret in text and executor._secrets.password_file not in text
+        parents = {apps.parent_command().result(timeout=TIMEOUT) for _ in range(3)}
+        assert all(("pwq_worker.pyz warm" in p) == coprocess for p in parents), parents
     finally:
         kernel.cleanup()
     assert wait_until(lambda: not our_jobs(), timeout=60), our_jobs()

@@ -249,3 +249,45 @@ def test_another_users_connections_to_the_warm_ports_hold_up_no_app(warm, neighb
         attacker.wait(timeout=10)
         os.remove(mark + ".sh")
     assert not os.path.exists(mark)
+
+
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_a_providers_block_runs_apps_on_a_node_that_shares_nothing(hosts, tmp_path, coprocess):
+    """A provider's block on a node that sees neither the run directory nor this side's /tmp nor this package:
+    its command carries the password (in no process's arguments), and the first warm task starts the warm host
+    in the worker's workspace on that node, which then serves the apps."""
+    import parsl_wq
+    executor = WorkQueueExecutor(port=0, coprocess=coprocess, address=hosts.manager_address,
+                                 provider=LocalProvider(init_blocks=0), worker_options="--cores 1")
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    try:
+        with open(executor._secrets.password_file) as f:
+            secret = f.read().strip()
+        command = executor._get_launch_command("1")
+        assert secret in command and executor._secrets.password_file not in command
+        hosts.run_block(1, command, hide=[os.path.dirname(parsl_wq.__file__)])
+        calls = [warm_apps.host_identity().result(timeout=TIMEOUT) for _ in range(4)]
+        parents = {parent for _, parent, _, _ in calls}
+        if coprocess:       # forks of one warm host, which runs in the node's workspace of that worker
+            (pid, parent, cmdline, cwd) = calls[-1]
+            assert len(parents) == 1 and cmdline[-2] == "warm" and "/pwq_warm." in cwd, calls
+            assert len({pid for pid, _, _, _ in calls}) == 4
+        else:               # each app in a Python of its own, started by the task's shell
+            assert len({pid for pid, _, _, _ in calls}) == 4 and all(c[2][-3] == "run" for c in calls), calls
+        listing = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+        assert not [line for line in listing if secret in line]
+    finally:
+        kernel.cleanup()
+
+
+@pytest.mark.parametrize("delay", [0, 0.05, 0.1, 0.2, 0.3, 0.5])
+def test_a_warm_run_stopped_at_any_moment_leaves_no_worker_and_no_warm_host(tmp_path, no_leftover_workers, delay):
+    """Stopped while the worker starts, while the first warm task starts the warm host, or while apps run."""
+    import time
+    executor = WorkQueueExecutor(port=0, coprocess=True, worker_options="--cores 2")
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    futures = [warm_apps.parent_pid() for _ in range(4)]
+    time.sleep(delay)
+    kernel.cleanup()
+    assert all(f.done() for f in futures)       # each has its result or the executor's shutdown
+    assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()

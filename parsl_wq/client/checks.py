@@ -30,8 +30,6 @@ def check_options(options, engine: Features) -> Checked:
 
     Raises ConfigurationError naming the first bad value and what would be accepted.
     """
-    if options.coprocess:
-        _check_warm(options, engine)
     _check_tls(options, engine)
     if (options.extra_pkgs or options.pack_cache_dir) and not options.pack:
         raise ConfigurationError("pack", False, "pack=True: extra_pkgs and pack_cache_dir only "
@@ -60,7 +58,7 @@ def check_options(options, engine: Features) -> Checked:
     if options.allocation_mode not in (None, "fixed") and not options.autolabel:
         raise ConfigurationError("allocation_mode", options.allocation_mode,
                                  "learning allocations needs measurements: set autolabel=True as well")
-    mode = options.allocation_mode or ("max-seen" if options.autolabel and not options.coprocess else "fixed")
+    mode = options.allocation_mode or ("max-seen" if options.autolabel else "fixed")
     category_max = check_category_table("category_max_resources", options.category_max_resources)
     category_first = check_category_table("category_first_allocation", options.category_first_allocation)
     if options.catalog is not None and not is_host_port(options.catalog):
@@ -82,13 +80,6 @@ def check_options(options, engine: Features) -> Checked:
     if options.scaling_cores_per_worker < 1:
         raise ConfigurationError("scaling_cores_per_worker", options.scaling_cores_per_worker, "an int >= 1")
     return Checked(mode, category_max, category_first)
-
-
-def _check_warm(options, engine: Features) -> None:
-    if options.allocation_mode not in (None, "fixed"):
-        raise ConfigurationError("allocation_mode", options.allocation_mode, "\"fixed\" with coprocess=True: Work "
-                                 "Queue learns allocations from its resource monitor, which does not run "
-                                 "warm apps; use coprocess=False to learn them")
 
 
 def _check_extra_files(options) -> None:

@@ -221,12 +221,13 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         are free, and apps of a second or more always go alone. Default 1000;
         1 turns bundling off.
     coprocess : bool
-        Warm workers: run apps in a warm Python that each worker keeps per core
-        (a Work Queue coprocess, cctools 7.x), each app in a fork of it. An
-        app's imports and its function stay loaded for the next apps, and no
-        Python starts per app; what an app changes ends with its fork (see
-        docs/warm.md). Default False: each app starts a fresh Python. On an
-        engine without coprocesses (Debian's 9.9) True fails at construction.
+        Warm workers: run each task's apps in a fork of a warm Python that the
+        worker's first warm task starts, on any engine and any node with a
+        Python 3 and bash (not a Work Queue coprocess: nothing on the worker's
+        command line). An app's imports and its function stay loaded for the
+        next apps, and no Python starts per task; what an app changes ends
+        with its fork; ``init_command`` runs once per warm Python (see
+        docs/warm.md). Default True; False starts a fresh Python for each task.
         With ``pack=True`` the warm Python of each packed environment is that
         environment's interpreter, started on a worker at its first app.
     progress : bool or "always"
@@ -297,7 +298,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                  worker_executable: str = "work_queue_worker",
                  function_dir: Optional[str] = None,
                  max_bundle: int = 1000,
-                 coprocess: bool = False,
+                 coprocess: bool = True,
                  progress: Union[bool, str] = False,
                  extra_input_files: Sequence[str] = (),
                  x509_proxy: Union[str, bool, None] = None,
@@ -334,6 +335,7 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         self._early_blocks = 0
         self.worker_port: Optional[int] = None
         self.worker_command = ""
+        self._launch_command = ""
 
     # ------------------------------------------------------------------ start
 
@@ -371,6 +373,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
                                                   daemon=True)
         self._collector_thread.start()
         self.worker_command = workers.worker_command(settings, self._secrets, self.worker_port)
+        self._launch_command = workers.worker_command(settings, self._secrets, self.worker_port, carry_password=True)
+        workers.private_scripts(self.provider)
         logger.info("WorkQueueExecutor %s: manager listening on port %d; workers start with: %s",
                     self.label, self.worker_port, self.worker_command)
         self._run_status.write_run(workers.run_description(settings, self._secrets, self.run_id, self.worker_port,
@@ -395,7 +399,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         return super().scale_out_facade(n) if n > 0 else []
 
     def _get_launch_command(self, block_id: str) -> str:
-        return f"export PARSL_WORKER_BLOCK_ID={block_id}; {self.worker_command}"
+        """What a provider's block runs: the worker command with the password in it (written to its script)."""
+        return f"export PARSL_WORKER_BLOCK_ID={block_id}; {self._launch_command}"
 
     # ----------------------------------------------------------------- submit
 

@@ -45,6 +45,18 @@ exit $status
 """
 
 
+# A provider's workers get the password in their command's text, which the provider writes into the block's
+# submit script (its script_dir, made private by the executor) and runs from there: the node needs no copy of
+# the password file at the submit side's path, and the secret is in no process's arguments (printf is the
+# shell's own). The shell writes it into the worker's private workspace.
+PASSWORD_COPY = '"$PWQ_WORKDIR/pwq_password"'
+
+
+def write_password(secret: str) -> str:
+    """Shell steps that write ``secret``, as it is, to PASSWORD_COPY (mode 0600)."""
+    return f"(umask 077; printf '%s' {shlex.quote(secret)} > {PASSWORD_COPY}) || exit 1; "
+
+
 def worker_options(password_file: Optional[str], tls: bool) -> List[str]:
     """``work_queue_worker`` options, shell-quoted: the password file, TLS."""
     options = []

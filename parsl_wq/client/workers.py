@@ -108,12 +108,24 @@ def worker_address(settings: Settings) -> str:
     return socket.gethostname()
 
 
-def worker_command(settings: Settings, secrets: Secrets, port: int) -> str:
-    """The shell command that starts one worker of this run (what a provider's block runs), in a workspace
-    made for it (``joining.PRIVATE_WORKDIR``)."""
+def worker_command(settings: Settings, secrets: Secrets, port: int, carry_password: bool = False) -> str:
+    """The shell command that starts one worker of this run, in a workspace made for it
+    (``joining.PRIVATE_WORKDIR``).
+
+    It names the password file by its path here; with ``carry_password`` (what
+    a provider's block runs) it carries the password itself and writes it into
+    the workspace (``joining.write_password``), for nodes that share no
+    filesystem with this one.
+    """
     # Work Queue points a task's TMPDIR at its sandbox; keep the node's for shared_fs apps.
     parts = [f'{NODE_TMPDIR}="${{TMPDIR:-/tmp}}"', settings.worker_executable, *joining.WORKDIR_OPTION]
-    parts += joining.worker_options(secrets.password_file, secrets.tls_files is not None)
+    password = ""
+    if carry_password and secrets.password_file:
+        with open(secrets.password_file) as f:
+            password = joining.write_password(f.read())
+        parts += ["--password", joining.PASSWORD_COPY] + joining.worker_options(None, secrets.tls_files is not None)
+    else:
+        parts += joining.worker_options(secrets.password_file, secrets.tls_files is not None)
     resources = worker_resources(settings.provider, settings.worker_options)
     if resources:
         parts.append(resources)
@@ -124,7 +136,15 @@ def worker_command(settings: Settings, secrets: Secrets, port: int) -> str:
         disk, option = joining.FIXED_DISK
         parts.append(option)
     parts += joining.manager_arguments(settings.project_name, settings.catalog, worker_address(settings), port)
-    return joining.PRIVATE_WORKDIR + disk + " ".join(parts)
+    return joining.PRIVATE_WORKDIR + password + disk + " ".join(parts)
+
+
+def private_scripts(provider: Any) -> None:
+    """Make the provider's script folder private (0700): the submit scripts of its blocks carry the run's
+    password (``worker_command(carry_password=True)``). Parsl makes it in the run directory, with the umask's mode."""
+    folder = getattr(provider, "script_dir", None)
+    if folder and os.path.isdir(folder) and os.stat(folder).st_uid == os.getuid():
+        os.chmod(folder, 0o700)
 
 
 def worker_resources(provider: Any, worker_options: str) -> str:

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 from parsl_wq.manager import allocation, bundles, monitor
 from parsl_wq.manager.fast_abort import FastAbort
+from parsl_wq.manager.learning import Labels
 from parsl_wq.manager.queue import not_started
 from parsl_wq.manager.queue_state import QueueStateSender
 from parsl_wq.manager.waiting import ChannelWait
@@ -53,6 +54,7 @@ class Submitted:
     calls: str
     results: str
     task: object = None     # the Work Queue task
+    labelled: bool = False  # warm, with an allocation the manager learned (``learning``)
 
     def outcomes(self) -> Dict[int, Tuple[bytes, float]]:
         """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
@@ -118,6 +120,10 @@ class Manager:
         self.task_numbers = itertools.count()
         self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
         self.factory_group: Optional[int] = None     # the executor's work_queue_factory, if it started one
+        # Warm tasks in a learning mode are sized here, from what the warm hosts measured.
+        self.labels = Labels(config.allocation_mode, config.autolabel_window or 1,
+                             config.category_max_resources) if config.warm and config.monitor else None
+        self.at_maximum: set = set()                 # first apps' ids of warm tasks that outgrew their label
         self.ready_state = getattr(wq, "WORK_QUEUE_TASK_READY", None)
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
@@ -215,9 +221,10 @@ class Manager:
             overdue = self.backlog.overdue(apps[0].category) if len(apps) > 1 else None
             with open(calls_file, "wb") as f:
                 bundles.write_calls(f, identity, apps, overdue)
-            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs)
+            label = self.learned_label(apps[0])
+            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs, label)
             task_id = self.queue.submit(task)
-            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task)
+            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task, labelled=bool(label))
             self.waiting.submitted(task)
         except Exception as e:
             remove(calls_file, results_file)
@@ -225,17 +232,30 @@ class Manager:
                 self.channel.send(TaskDone(message.task_id, -1, results.NOT_SUBMITTED, -1,
                                            f"Work Queue refused the task: {e!r}"))
 
+    def learned_label(self, message: SubmitTask) -> Dict[str, int]:
+        """The allocation learned for a warm task's undeclared resources; {} for the whole worker (or cold)."""
+        if self.labels is None or message.task_id in self.at_maximum:
+            return {}
+        return self.labels.label(message.category, message.resources)
+
     def make_task(self, apps: List[SubmitTask], identity: str, calls_file: str, results_file: str,
-                  fresh_inputs: bool = False):
+                  fresh_inputs: bool = False, label: Optional[Dict[str, int]] = None):
         message = apps[0]
         task = self.wq.Task(message.command)
         task.specify_environment_variable(CALLS_ID, identity)
+        resources = dict(label or {}, **message.resources)
+        if message.warm is not None and message.task_id in self.at_maximum and self.labels is not None:
+            resources = dict(self.labels.retry_allocation(message.category) or {}, **message.resources)
         if message.warm is not None:
-            task.specify_environment_variable(warm.CALL_VARIABLE, warm.encode_call(message.warm._replace(calls_id=identity)))
+            call = message.warm._replace(calls_id=identity)
+            if "memory" in resources and "memory" not in message.resources:
+                # a learned label (or the category's maximum): the warm host holds the apps to it, as the monitor would
+                call = call._replace(limits=dict(call.limits or {}, memory=resources["memory"]))
+            task.specify_environment_variable(warm.CALL_VARIABLE, warm.encode_call(call))
         task.specify_tag(str(message.task_id))
         task.specify_category(message.category)
-        self.configure_category(message.category)
-        for name, value in message.resources.items():
+        self.configure_category(message.category, warm_task=message.warm is not None)
+        for name, value in resources.items():
             getattr(task, "specify_" + name)(value)
         for name, value in message.env.items():
             task.specify_environment_variable(name, value)
@@ -252,11 +272,13 @@ class Manager:
         task.specify_output_file(results_file, RESULTS, cache=False)
         return task
 
-    def configure_category(self, category: str) -> None:
+    def configure_category(self, category: str, warm_task: bool = False) -> None:
         if category in self.categories:
             return
         self.categories.add(category)
-        allocation.configure_category(self.wq, self.queue, category, self.config.allocation_mode,
+        # Work Queue learns only from its monitor, which warm tasks do not run under: they are sized here.
+        allocation.configure_category(self.wq, self.queue, category,
+                                      "fixed" if warm_task else self.config.allocation_mode,
                                       self.config.category_max_resources,
                                       self.config.category_first_allocation)
 
@@ -274,6 +296,8 @@ class Manager:
         usage = self.usage(task, bundled=len(apps))
         if apps[0].warm is not None:
             done = self.warm_done(task, result_name, usage)
+            if self.outgrew_label(submitted, done, outcomes):
+                return
         else:
             done = TaskDone(task_id=int(task.tag), result=task.result, result_name=result_name,
                             exit_code=task.return_status, output=(task.output or "")[-OUTPUT_TAIL:], usage=usage)
@@ -382,6 +406,36 @@ class Manager:
                   f"apps after it wait for room again", file=sys.stderr, flush=True)
         self.submit(unfinished[:1])
         self.backlog.put_back(unfinished[1:])
+
+    def outgrew_label(self, submitted: Submitted, done: TaskDone, outcomes: Dict[int, Tuple[bytes, float]]) -> bool:
+        """Learn from a warm task's measurements; run again at the maximum one that outgrew its learned label.
+
+        Returns whether it was submitted again (nothing to report yet). Apps
+        of a bundle that ended before the label was passed keep their outcomes.
+        """
+        apps = submitted.apps
+        if self.labels is None:
+            return False
+        if done.result_name == results.SUCCESS and done.exit_code == 0:
+            self.labels.measured(apps[0].category, done.usage.measured)
+            self.at_maximum.discard(apps[0].task_id)
+            return False
+        if not (submitted.labelled and done.result_name == results.RESOURCE_EXHAUSTION):
+            return False
+        unfinished = [app for app in apps if app.task_id not in outcomes]
+        for app in apps:
+            if app.task_id in outcomes:
+                outcome = outcomes.pop(app.task_id)
+                self.channel.send(dataclasses.replace(
+                    done, task_id=app.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
+                    result_name=results.SUCCESS, exit_code=0, outcome=PickleBuffer(outcome[0]), seconds=outcome[1]))
+        print(f"Work Queue task {submitted.task.id} ({len(apps)} app{'s' if len(apps) > 1 else ''} of "
+              f"{apps[0].category}) went past its learned allocation ({done.usage.exceeded}); "
+              f"{len(unfinished)} run again with the category's maximum", file=sys.stderr, flush=True)
+        for app in unfinished:
+            self.at_maximum.add(app.task_id)
+            self.submit([app])
+        return True
 
     def warm_done(self, task, result_name: str, usage: TaskUsage) -> TaskDone:
         """A warm task's output is the warm host's answer: the app's exit code, output and usage."""

@@ -1,4 +1,4 @@
-"""Parsl's own test suite with parsl_wq: local workers, no shared filesystem (the default)."""
+"""Parsl's own test suite with parsl_wq: the default executor (warm workers), local, no shared filesystem."""
 
 from parsl.config import Config
 
