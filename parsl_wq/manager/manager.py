@@ -54,7 +54,7 @@ class Submitted:
     calls: str
     results: str
     task: object = None     # the Work Queue task
-    labelled: bool = False  # warm, with an allocation the manager learned (``learning``)
+    label: Dict[str, int] = dataclasses.field(default_factory=dict)    # warm: the allocation the manager learned
 
     def outcomes(self) -> Dict[int, Tuple[bytes, float]]:
         """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
@@ -123,7 +123,7 @@ class Manager:
         # Warm tasks in a learning mode are sized here, from what the warm hosts measured.
         self.labels = Labels(config.allocation_mode, config.autolabel_window or 1,
                              config.category_max_resources) if config.warm and config.monitor else None
-        self.at_maximum: set = set()                 # first apps' ids of warm tasks that outgrew their label
+        self.at_maximum: Dict[int, int] = {}         # by app id: times its warm task outgrew its learned label
         self.ready_state = getattr(wq, "WORK_QUEUE_TASK_READY", None)
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
@@ -224,7 +224,7 @@ class Manager:
             label = self.learned_label(apps[0])
             task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs, label)
             task_id = self.queue.submit(task)
-            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task, labelled=bool(label))
+            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task, label=label)
             self.waiting.submitted(task)
         except Exception as e:
             remove(calls_file, results_file)
@@ -295,8 +295,9 @@ class Manager:
         self.restarts.pop(apps[0].task_id, None)
         usage = self.usage(task, bundled=len(apps))
         if apps[0].warm is not None:
+            usage = dataclasses.replace(usage, attempts=usage.attempts + self.at_maximum.get(apps[0].task_id, 0))
             done = self.warm_done(task, result_name, usage)
-            if self.outgrew_label(submitted, done, outcomes):
+            if self.learn(submitted, done, outcomes):
                 return
         else:
             done = TaskDone(task_id=int(task.tag), result=task.result, result_name=result_name,
@@ -407,20 +408,24 @@ class Manager:
         self.submit(unfinished[:1])
         self.backlog.put_back(unfinished[1:])
 
-    def outgrew_label(self, submitted: Submitted, done: TaskDone, outcomes: Dict[int, Tuple[bytes, float]]) -> bool:
-        """Learn from a warm task's measurements; run again at the maximum one that outgrew its learned label.
+    def learn(self, submitted: Submitted, done: TaskDone, outcomes: Dict[int, Tuple[bytes, float]]) -> bool:
+        """Learn from a warm task's measurements (``learning``); run again at the maximum one that outgrew its
+        learned label. Returns whether its apps were submitted again (nothing to report yet).
 
-        Returns whether it was submitted again (nothing to report yet). Apps
-        of a bundle that ended before the label was passed keep their outcomes.
+        Apps of a bundle that ended before the label was passed keep their outcomes.
         """
         apps = submitted.apps
         if self.labels is None:
             return False
+        category = apps[0].category
         if done.result_name == results.SUCCESS and done.exit_code == 0:
-            self.labels.measured(apps[0].category, done.usage.measured)
-            self.at_maximum.discard(apps[0].task_id)
-            return False
-        if not (submitted.labelled and done.result_name == results.RESOURCE_EXHAUSTION):
+            before = self.labels.label(category, {})
+            self.labels.measured(category, done.usage.measured)
+            if self.labels.label(category, {}) != before:
+                self.relabel(category)
+        if not (submitted.label and done.result_name == results.RESOURCE_EXHAUSTION):
+            for app in apps:
+                self.at_maximum.pop(app.task_id, None)
             return False
         unfinished = [app for app in apps if app.task_id not in outcomes]
         for app in apps:
@@ -430,12 +435,31 @@ class Manager:
                     done, task_id=app.task_id, result=self.wq.WORK_QUEUE_RESULT_SUCCESS,
                     result_name=results.SUCCESS, exit_code=0, outcome=PickleBuffer(outcome[0]), seconds=outcome[1]))
         print(f"Work Queue task {submitted.task.id} ({len(apps)} app{'s' if len(apps) > 1 else ''} of "
-              f"{apps[0].category}) went past its learned allocation ({done.usage.exceeded}); "
+              f"{category}) went past its learned allocation {submitted.label} ({done.usage.exceeded}); "
               f"{len(unfinished)} run again with the category's maximum", file=sys.stderr, flush=True)
         for app in unfinished:
-            self.at_maximum.add(app.task_id)
+            self.at_maximum[app.task_id] = self.at_maximum.get(app.task_id, 0) + 1
             self.submit([app])
         return True
+
+    def relabel(self, category: str) -> None:
+        """Give a category's new label to its warm tasks that wait in Work Queue: taken back, submitted again.
+
+        Work Queue sizes a cold task when it starts it, from what the category
+        learned by then; a warm task is sized when the manager submits it, so
+        those submitted before the label would take a whole worker each.
+        """
+        for task_id, submitted in list(self.submitted.items()):
+            apps = submitted.apps
+            if apps[0].category != category or apps[0].warm is None or apps[0].task_id in self.at_maximum \
+                    or self.queue.task_state(task_id) != self.ready_state:
+                continue
+            if self.queue.cancel_by_taskid(task_id) is None:
+                continue
+            self.waiting.forget(submitted.task)
+            del self.submitted[task_id]
+            remove(submitted.calls, submitted.results)
+            self.submit(apps)
 
     def warm_done(self, task, result_name: str, usage: TaskUsage) -> TaskDone:
         """A warm task's output is the warm host's answer: the app's exit code, output and usage."""
