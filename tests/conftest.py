@@ -35,6 +35,11 @@ def worker_processes():
             if (p.info["name"] == "work_queue_worker" or _is_warm_host(p.info["cmdline"])) and _started_by_us(p)]
 
 
+def workers():
+    """The work_queue_worker processes of ``worker_processes()``, without their warm hosts."""
+    return [p for p in worker_processes() if p.info["name"] == "work_queue_worker"]
+
+
 def _is_warm_host(cmdline):
     """The worker program run as a warm host (``pwq_worker.pyz warm WORKER_PID`` or ``packed FD``)."""
     return (bool(cmdline) and any(part.endswith("pwq_worker.pyz") for part in cmdline)

@@ -17,7 +17,7 @@ import pytest
 from parsl.config import Config
 
 import apps
-from conftest import MODES, TESTS, wait_until, worker_processes, worker_workspace
+from conftest import MODES, TESTS, wait_until, worker_processes, worker_workspace, workers
 from hosts import skip_unless_namespaces_work
 from parsl_wq import WorkerFactory, WorkQueueExecutor
 
@@ -58,18 +58,18 @@ def test_factory_workers_run_the_apps_and_leave_with_it(tmp_path, catalog, no_le
     folders = []
     try:
         assert [apps.add(i, 1).result(timeout=TIMEOUT) for i in range(4)] == [1, 2, 3, 4]
-        assert wait_until(lambda: len(worker_processes()) == 2, timeout=TIMEOUT)
+        assert wait_until(lambda: len(workers()) == 2, timeout=TIMEOUT)
         command = " ".join(executor._factory.command)
         assert f"--password {executor._secrets.password_file}" in command and f"--catalog={catalog}" in command
         scratch = executor._factory.command[executor._factory.command.index("--scratch-dir") + 1]
         assert os.path.basename(scratch).startswith("factory.") and os.stat(scratch).st_mode & 0o777 == 0o700
-        folders = [os.path.dirname(worker_workspace(w)) for w in worker_processes()]
+        folders = [os.path.dirname(worker_workspace(w)) for w in workers()]
         for folder in folders:      # each worker has a private folder of its own, made by the wrapper
             assert os.path.basename(folder).startswith("parsl_wq-worker.") and os.stat(folder).st_mode & 0o777 == 0o700
         assert len(set(folders)) == 2
     finally:
         kernel.cleanup()
-    assert not worker_processes() and not factories()
+    assert wait_until(lambda: not worker_processes(), timeout=10) and not factories(), worker_processes()
     assert wait_until(lambda: not any(os.path.exists(f) for f in folders), timeout=10), folders
 
 
@@ -82,7 +82,7 @@ def test_factory_workers_get_the_executors_worker_options_and_run_warm_apps(tmp_
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
     try:
         assert [apps.add(i, 1).result(timeout=TIMEOUT) for i in range(3)] == [1, 2, 3]
-        (worker,) = [p for p in worker_processes() if p.name() == "work_queue_worker"]    # not its warm hosts
+        (worker,) = workers()
         command = " ".join(worker.cmdline())
         assert "--cores 1 --memory 1234" in command, command
         hosts = [p for p in worker_processes() if p.name() != "work_queue_worker"]
@@ -184,7 +184,7 @@ def test_a_factory_without_a_catalog_sends_nothing_to_the_public_one_and_ends_wi
     try:
         command = user.stdout.readline()
         assert "--catalog=127.0.0.1:9" in command and "--parent-death" in command, command
-        (worker,) = worker_processes()
+        (worker,) = workers()
         assert "-C 127.0.0.1:9" in " ".join(worker.cmdline()), worker.cmdline()
         assert factories()
     finally:

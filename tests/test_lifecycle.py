@@ -9,7 +9,7 @@ import pytest
 from parsl.config import Config
 
 import apps
-from conftest import wait_until, worker_processes
+from conftest import wait_until, worker_processes, workers
 from parsl_wq import ConfigurationError, ExecutorBroken, ExecutorShutdown, WorkQueueExecutor
 
 SCRIPT_APPS = '''
@@ -55,7 +55,7 @@ def test_an_app_runs_though_its_worker_lost_a_cached_input(fresh_dfk):
     from conftest import engine_has_coprocesses, worker_workspace
     _, executor = fresh_dfk
     assert apps.add(1, 2).result(timeout=60) == 3        # the worker now holds the worker program in its cache
-    (worker,) = [p for p in worker_processes() if p.info["name"] == "work_queue_worker"]
+    (worker,) = workers()
     cached = glob.glob(os.path.join(worker_workspace(worker), "cache", "*pwq_worker.pyz"))
     assert len(cached) == 1, cached
     os.remove(cached[0])
@@ -81,8 +81,8 @@ def test_an_app_runs_though_its_worker_got_the_workspace_of_a_killed_one(load_wi
     worker = start_worker(executor, 1, tmp_path)
     mark = tmp_path / "loaded"
     try:
-        assert wait_until(lambda: len(worker_processes()) == 1, timeout=10)
-        (process,) = worker_processes()
+        assert wait_until(lambda: len(workers()) == 1, timeout=10)
+        (process,) = workers()
         workspace = worker_workspace(process)
         assert wait_until(lambda: os.path.isdir(workspace), timeout=10)
         os.makedirs(os.path.join(workspace, "t.1"))
@@ -170,7 +170,7 @@ def test_initial_blocks_are_started_once(tmp_path, no_leftover_workers, strategy
         assert apps.add(1, 2).result(timeout=60) == 3     # runs before the strategy's first period
         time.sleep(1.5)                                  # several strategy periods
         assert len(executor.blocks_to_job_id) == 1, executor.blocks_to_job_id
-        assert len(worker_processes()) == 1, worker_processes()
+        assert len(workers()) == 1, worker_processes()
     finally:
         kernel.cleanup()
 
