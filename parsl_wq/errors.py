@@ -241,9 +241,9 @@ RESULT_EXPLANATIONS = {
                    "each time (it could not link its input files into it, or found another task's calls file "
                    "there), so the app never ran; manager.log and the worker's log say why (start it with -d all). "
                    "One cause: folders left in /tmp by killed workers (docs/usage.md, \"When workers fail\")",
-    results.WARM_PROCESS_LOST: "the worker's warm Python (its Work Queue coprocess) gave no answer: it was killed or "
-                         "died while running the app, or the app ran past Work Queue's one-hour limit for a "
-                         "coprocess call; later apps run in a new warm process",
+    results.WARM_PROCESS_LOST: "the worker's warm Python gave no answer: it was killed or died while running the "
+                         "app, or it could not start on the worker (the task's output says why); later apps run "
+                         "in a new warm process",
 }
 
 

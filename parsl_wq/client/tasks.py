@@ -104,7 +104,7 @@ class TaskFiles:
         if self.options.warm:
             inputs.append(FileTransfer(CALL_SCRIPT, CALLER, cache=True))
             warm = self.warm_call(requested, ship_environment(environment, inputs))
-            command = self.warm_command()
+            command = self.warm_command(warm.environment)
         else:
             prefix, python = self.prefix(environment, inputs)
             command, warm = prefix + runner_command(python, self.options.monitored), None
@@ -143,16 +143,23 @@ class TaskFiles:
         """Shell steps that set PY to the submit side's Python if the node has it, else to python3."""
         return f"PY={shlex.quote(self.options.python)}; [ -x \"$PY\" ] || PY=python3; "
 
-    def warm_command(self) -> str:
+    def warm_command(self, environment: Optional[Dict[str, str]]) -> str:
         """A warm task's command: its call to the worker's warm host (``parsl_wq.protocol.warm``).
 
         Where no host answers yet, the task's shell runs what a cold task's runs
         before Python (``init_command``) and starts the host with the Python a
         cold task would use, with the executor's ``env`` (the task's variables):
         the warm Python starts as a cold one does. Executors that differ in
-        any of these get hosts of their own (the folder's key).
+        any of these get hosts of their own (the folder's key). On a node
+        without that Python, a packed ``environment`` brings one: it is
+        unpacked (once per worker, as a cold task does) and its Python starts
+        the host.
         """
         start = (f"{self.options.init_command}; " if self.options.init_command else "") + self.choose_python()
+        if environment is not None:
+            start += (f"\"$PY\" -S -c '' 2>/dev/null || {{ ENV=$(sh {UNPACKER} {environment['tarball']} "
+                      f"{environment['name']}) || {{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
+                      f"PY=\"$ENV/bin/python\"; }}; ")
         return task_command(host_folder(self.host_key()), start, WORKER_PROGRAM)
 
     def host_key(self) -> str:

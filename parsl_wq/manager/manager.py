@@ -124,6 +124,7 @@ class Manager:
         self.labels = Labels(config.allocation_mode, config.autolabel_window or 1,
                              config.category_max_resources) if config.warm and config.monitor else None
         self.at_maximum: Dict[int, int] = {}         # by app id: times its warm task outgrew its learned label
+        self.canceled_ready: List[object] = []       # waiting tasks taken back (``relabel``), never freed
         self.ready_state = getattr(wq, "WORK_QUEUE_TASK_READY", None)
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
 
@@ -456,6 +457,9 @@ class Manager:
                 continue
             if self.queue.cancel_by_taskid(task_id) is None:
                 continue
+            # cctools 7.17.1 leaves a canceled READY task in its ready list (change_task_state only counts it),
+            # and a later wait reads it: freeing it (the Python Task's __del__) crashes the manager.
+            self.canceled_ready.append(submitted.task)
             self.waiting.forget(submitted.task)
             del self.submitted[task_id]
             remove(submitted.calls, submitted.results)

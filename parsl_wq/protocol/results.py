@@ -17,7 +17,7 @@ MAX_RETRIES = "MAX_RETRIES"
 # parsl_wq's
 NOT_SUBMITTED = "NOT_SUBMITTED"           # Work Queue refused the task at submit
 NOT_STARTED = "NOT_STARTED"               # the worker could not set up the task's sandbox, on every try
-WARM_PROCESS_LOST = "WARM_PROCESS_LOST"   # a warm task's coprocess gave no answer
+WARM_PROCESS_LOST = "WARM_PROCESS_LOST"   # a warm task's warm host gave no answer
 
 # Results for which the task's command itself ran to its end; the others say what Work Queue did.
 RAN_TO_END = (SUCCESS, OUTPUT_MISSING, SIGNAL)
