@@ -28,13 +28,12 @@ def engine() -> Check:
         return False, (f"no Work Queue Python module: {e}. Install cctools: `conda install -c conda-forge "
                        "ndcctools`, or on Debian/Ubuntu `apt install python3-workqueue coop-computing-tools`")
     found = features(wq)
-    offers = [name for name in ("coprocess", "tls") if getattr(found, name)]
-    lacks = [name for name in ("coprocess", "tls") if not getattr(found, name)]
-    text = f"Work Queue: {found.description}; has {', '.join(offers) or 'neither coprocesses nor TLS'}"
-    if lacks:
-        text += (f"; lacks {', '.join(lacks)} (coprocess=True and TLS need cctools 7.x, as conda-forge's "
-                 "ndcctools ships it)")
-    return True, text
+    text = f"Work Queue: {found.description}; "
+    if found.tls:
+        text += "has TLS"
+    else:
+        text += "lacks TLS (ssl needs cctools 7.x, as conda-forge's ndcctools ships it)"
+    return True, text + "; warm workers run on any engine"
 
 
 def worker() -> Check:
