@@ -424,7 +424,8 @@ class Manager:
             self.labels.measured(category, done.usage.measured)
             if self.labels.label(category, {}) != before:
                 self.relabel(category)
-        if not (submitted.label and done.result_name == results.RESOURCE_EXHAUSTION):
+        outgrew = set(done.usage.exceeded) & set(submitted.label)     # a declared limit fails the app, as cold
+        if not (outgrew and done.result_name == results.RESOURCE_EXHAUSTION):
             for app in apps:
                 self.at_maximum.pop(app.task_id, None)
             return False
