@@ -227,8 +227,9 @@ def test_a_short_peak_past_a_declared_limit_is_seen_and_stopped(tmp_path, no_lef
     assert caught.value.usage.measured["memory"] > 100 and caught.value.usage.exceeded == {"memory": 100.0}
 
 
-def test_a_declared_limit_holds_after_the_category_learned(tmp_path, no_leftover_workers):
-    with running(tmp_path, autolabel=True, autolabel_window=1):
+@pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
+def test_a_declared_limit_holds_after_the_category_learned(tmp_path, no_leftover_workers, coprocess):
+    with running(tmp_path, autolabel=True, autolabel_window=1, coprocess=coprocess):
         for _ in range(4):
             assert apps.hold_memory(1, 0.1).result(timeout=60) == 1
         future = apps.hold_memory(400, 8, parsl_resource_specification={"memory": 100})
