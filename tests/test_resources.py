@@ -25,9 +25,10 @@ WORKER_2_CORES = "--cores 2 --memory 2000 --disk 4000"
 
 
 @contextlib.contextmanager
-def running(tmp_path, monitoring=None, **options):
-    """A DFK with one parsl_wq executor and one 2-core worker."""
-    executor = WorkQueueExecutor(port=0, worker_options=WORKER_2_CORES, **options)
+def running(tmp_path, monitoring=None, coprocess=False, **options):
+    """A DFK with one parsl_wq executor and one 2-core worker; cold unless asked (these tests are about Work
+    Queue's resource monitor; the ones that run warm too say so)."""
+    executor = WorkQueueExecutor(port=0, worker_options=WORKER_2_CORES, coprocess=coprocess, **options)
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
                                monitoring=monitoring))
     try:
