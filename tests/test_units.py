@@ -803,3 +803,35 @@ def test_the_run_status_counts_apps_and_keeps_the_last_failures(tmp_path):
     assert written["ended"] is not None
     rows = read_tasks(str(tmp_path))
     assert len(rows) == 12 and rows[1]["result"] == "ValueError" and rows[0]["seconds"] == 0.5
+
+
+# ------------------------------------------------------------------ learned labels for warm tasks
+
+def test_labels_round_up_as_work_queue_does():
+    from parsl_wq.manager import learning
+    assert [learning.round_up(v, 250) for v in (0, 12, 250, 251)] == [0, 250, 250, 500]
+    assert learning.measured_cores(1.05) == 1 and learning.measured_cores(0.3) == 0.3
+    assert learning.max_seen([(12, 1.0)], 250) == 250           # 12 + 83, rounded up
+    assert learning.max_seen([(200, 1.0), (90, 1.0)], 250) == 500
+    assert learning.max_seen([(0.3, 1.0)], 1) == 1
+
+
+def test_max_throughput_takes_the_bucket_that_finishes_most_tasks_per_second():
+    from parsl_wq.manager import learning
+    # Nine tasks of 1 core and one of 2, a second each: 1 core each (the one that outgrows it runs again at 2)
+    # finishes more per second than 2 cores each.
+    assert learning.max_throughput([(1, 1.0)] * 9 + [(2, 1.0)], 1, top=2) == 1
+    # Half and half: 2 cores each wins.
+    assert learning.max_throughput([(1, 1.0)] * 5 + [(2, 10.0)] * 5, 1, top=2) == 2
+
+
+def test_labels_wait_for_the_window_leave_declared_resources_and_keep_under_the_maximum():
+    from parsl_wq.manager import learning
+    labels = learning.Labels("max-seen", window=2, maximum={"*": {"memory": 400}})
+    labels.measured("c", {"cores": 0.9, "memory": 380.0, "disk": 1.0, "wall_time": 1.0})
+    assert labels.label("c", {}) == {}                          # one measurement, window 2
+    labels.measured("c", {"cores": 0.2, "memory": 10.0, "disk": 1.0, "wall_time": 1.0})
+    assert labels.label("c", {}) == {"cores": 1, "memory": 400, "disk": 250}
+    assert labels.label("c", {"memory": 100}) == {"cores": 1, "disk": 250}
+    assert labels.retry_allocation("c") == {"memory": 400}
+    assert learning.Labels("fixed", 1).label("c", {}) == {}
