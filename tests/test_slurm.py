@@ -49,8 +49,8 @@ def test_workers_run_as_slurm_jobs_and_leave_with_the_executor(tmp_path, coproce
         job_ids = [apps.read_env("SLURM_JOB_ID").result(timeout=TIMEOUT) for _ in range(3)]
         assert job_ids[0] and set(job_ids) == {job_ids[0]}, job_ids
         assert our_jobs(), "the block is not a Slurm job"
-        scripts = [os.path.join(provider.script_dir, n) for n in os.listdir(provider.script_dir)
-                   if n.endswith(".submit")]
+        files = [os.path.join(provider.script_dir, n) for n in os.listdir(provider.script_dir)]
+        scripts = [path for path in files if os.path.isfile(path) and open(path).read(2) == "#!"]   # sbatch's
         assert scripts and os.stat(provider.script_dir).st_mode & 0o077 == 0
         with open(executor._secrets.password_file) as f:
             secret = f.read().strip()
