@@ -287,3 +287,22 @@ def test_a_warm_run_stopped_at_any_moment_leaves_no_worker_and_no_warm_host(tmp_
     kernel.cleanup()
     assert all(f.done() for f in futures)       # each has its result or the executor's shutdown
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
+
+
+def test_a_call_that_is_not_a_warm_call_leaves_the_warm_host_serving(warm):
+    """A process of the worker's own user that reads the token and sends a call of the wrong shape (a sandbox
+    that is not a path, JSON that is not a WarmCall): the host that got it drops it, and goes on. (The calls
+    come faster than the host says it is idle again, so the supervisor may fork another host meanwhile.)"""
+    import socket
+    warm(cores=1)
+    _, host, _, folder = warm_apps.host_identity().result(timeout=TIMEOUT)
+    port, token = open(os.path.join(folder, "port")).read().split()
+    for payload in (b"relative\n{}\n", b"/tmp\n{\"no_such_field\": 1}\n", b"/tmp\nnot json\n"):
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as s:
+            assert s.makefile("rb").readline().strip().decode() == token
+            s.sendall(payload)
+            assert s.recv(1) == b""     # hung up on, no answer
+    _, parent, cmdline, _ = warm_apps.host_identity().result(timeout=TIMEOUT)
+    assert psutil.pid_exists(host) and cmdline[-2] == "warm", (host, parent, cmdline)
+    log = open(os.path.join(folder, "log")).read()
+    assert "ended" not in log and log.count("refused a call") + log.count("Expecting value") >= 2, log

@@ -94,7 +94,7 @@ class Host:
             with connection:
                 try:
                     self.serve(connection)
-                except (OSError, ValueError) as e:  # the task's side went away, or sent no call in time
+                except (OSError, ValueError, TypeError) as e:   # the task's side went away, or sent no good call
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
             channel.send(IDLE)
 
