@@ -28,8 +28,8 @@ from parsl_wq.client.files import Staging
 from parsl_wq.client.resources import Resources
 from parsl_wq.errors import SerializationFailed
 from parsl_wq.protocol.messages import FileTransfer, SubmitTask
-from parsl_wq.protocol.sandbox import (CALLS, EXIT_UNPACK_FAILED, PROXY, RESULTS, UNPACK_FAILED, UNPACKER,
-                                       WORKER_PROGRAM, Call)
+from parsl_wq.protocol.sandbox import (CALLS, EXIT_UNPACK_FAILED, NODE_TMPDIR, PROXY, RESULTS, UNPACK_FAILED,
+                                       UNPACKER, WORKER_PROGRAM, Call)
 from parsl_wq.protocol.warm import CALLER, WarmCall, host_folder, task_command
 
 if TYPE_CHECKING:       # the packers are imported with pack=True only
@@ -38,7 +38,6 @@ if TYPE_CHECKING:       # the packers are imported with pack=True only
 WORKER_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "worker")
 UNPACK_SCRIPT = os.path.join(WORKER_FOLDER, "unpack.sh")
 CALL_SCRIPT = os.path.join(WORKER_FOLDER, "call.sh")
-NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, for apps with shared_fs=True
 REQUESTS = ("cores", "memory", "disk", "gpus", "priority", "running_time_min")
 
 
@@ -67,6 +66,7 @@ class TaskFiles:
         self.worker_program = worker_program    # the worker program's path (``parsl_wq.client.worker_program``)
         self.options = options
         self._written_functions: set = set()
+        self.host_folder = host_folder(self.host_key())     # the same for every warm task of the run
 
     def create_folders(self) -> None:
         for folder in (self.data_dir, self.function_dir, self.task_dir):
@@ -160,7 +160,7 @@ class TaskFiles:
             start += (f"\"$PY\" -S -c '' 2>/dev/null || {{ ENV=$(sh {UNPACKER} {environment['tarball']} "
                       f"{environment['name']}) || {{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
                       f"PY=\"$ENV/bin/python\"; }}; ")
-        return task_command(host_folder(self.host_key()), start, WORKER_PROGRAM)
+        return task_command(self.host_folder, start, WORKER_PROGRAM)
 
     def host_key(self) -> str:
         """What names the warm host's folder on a worker: a digest of what shapes the host's Python."""

@@ -20,7 +20,7 @@ from parsl.providers import LocalProvider
 from parsl_wq.client import joining, security
 from parsl_wq.client.config import Settings
 from parsl_wq.client.factory import FactoryProcess
-from parsl_wq.client.tasks import NODE_TMPDIR
+from parsl_wq.protocol.sandbox import NODE_TMPDIR
 from parsl_wq.engine import Features
 from parsl_wq.errors import ConfigurationError
 

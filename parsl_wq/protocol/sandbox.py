@@ -35,6 +35,7 @@ RESULTS = "pwq_results.pkl"
 PROXY = "pwq_x509_proxy"
 UNPACKER = "pwq_unpack.sh"
 WORKER_PROGRAM = "pwq_worker.pyz"
+NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, kept by the executor's worker commands
 PREFIX = "pwq_"         # names of this package's files in a sandbox; a user's files may not start with it
 
 Call = namedtuple("Call", ["id", "function", "arguments", "output_dirs", "renames"])

@@ -24,7 +24,6 @@ from collections import namedtuple
 CALLER = "pwq_call.sh"          # the warm task's command, in its sandbox
 CALL_VARIABLE = "PWQ_CALL"      # the task's variable that holds its WarmCall
 FOLDER_PREFIX = "pwq_warm."     # the warm host's folder in the worker's workspace: FOLDER_PREFIX + key
-EXIT_NO_HOST = 3                # CALLER's exit code when no warm host answers
 
 WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id",
                                    "measure_disk"], defaults=(None, False))

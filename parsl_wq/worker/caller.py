@@ -1,6 +1,6 @@
 """A warm task where no warm host answers: start the worker's warm host, then make the call.
 
-Run by the warm task's command when ``pwq_call.sh`` exits with ``EXIT_NO_HOST``
+Run by the warm task's command when ``pwq_call.sh`` fails (exit code 3)
 (no host yet, one that died, or a node without bash)::
 
     python -S pwq_worker.pyz call FOLDER        (in the task's sandbox)
@@ -25,7 +25,7 @@ import stat
 import subprocess
 import sys
 
-from ..protocol.sandbox import CALLS_ID, WORKER_PROGRAM
+from ..protocol.sandbox import CALLS_ID, NODE_TMPDIR, WORKER_PROGRAM
 from ..protocol.warm import CALL_VARIABLE
 from .processes import tail
 from .supervisor import LOG, PORT, READY, read_port
@@ -34,7 +34,6 @@ CALL_TIMEOUT = 10           # seconds a host may take to greet
 # Variables Work Queue sets for the one task that starts the host: the host's apps get their own.
 TASK_VARIABLES = ("CORES", "MEMORY", "DISK", "GPUS", "OMP_NUM_THREADS", "CCTOOLS_DISK_ALLOC", CALLS_ID,
                   CALL_VARIABLE, "TMPDIR", "TMP", "TEMP", "OLDPWD")
-NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"     # the worker's own TMPDIR, kept by the executor's worker commands
 
 
 class NoHost(Exception):
@@ -95,9 +94,9 @@ def connect(folder):
         connection = socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT)
     except OSError:
         return None
-    stream = connection.makefile("rb")
     try:
-        greeting = stream.readline().decode().strip()
+        with connection.makefile("rb") as stream:
+            greeting = stream.readline().decode().strip()
     except OSError:
         greeting = None
     if greeting != token:
