@@ -350,23 +350,27 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
         else:
             self._data_dir = os.path.join(settings.function_dir, self.run_id or str(time.time()), self.label)
         os.makedirs(self._log_dir, mode=0o700, exist_ok=True)
-        self._run_status = RunStatus(self._log_dir, self.usage_summary,
-                                     ProgressBar(self.label) if progress_wanted(settings.progress) else None)
-        self._secrets = workers.Secrets.choose(settings, self._engine, self._log_dir)
-        program = worker_program.build(os.path.join(self._log_dir, WORKER_PROGRAM))
-        self._task_files = TaskFiles(self._data_dir, task_options(settings, sys.executable,
-                                                                  workers.grid_proxy(settings, self._secrets)), program)
-        self._task_files.create_folders()
-        self._files = FilePlanner(settings.shared_fs, settings.use_cache)
-        joining.write_workspace_wrapper(self._log_dir)      # for the factory's workers
-        if settings.pack:
-            from parsl_wq.pack import Packer
-            from parsl_wq.pack.cache import default_cache_dir
-            self._packer = Packer(settings.pack_cache_dir or default_cache_dir(), settings.extra_pkgs or ())
-
         self._manager = ManagerProcess(self.label, self._log_dir)
-        self.worker_port = self._manager.start(manager_config(settings, self._log_dir, self._task_files.task_dir,
-                                                              self._secrets.password_file, self._secrets.tls_files))
+        self._manager.spawn()       # it imports Work Queue while the rest is prepared
+        try:
+            self._run_status = RunStatus(self._log_dir, self.usage_summary,
+                                         ProgressBar(self.label) if progress_wanted(settings.progress) else None)
+            self._secrets = workers.Secrets.choose(settings, self._engine, self._log_dir)
+            program = worker_program.build(os.path.join(self._log_dir, WORKER_PROGRAM))
+            options = task_options(settings, sys.executable, workers.grid_proxy(settings, self._secrets))
+            self._task_files = TaskFiles(self._data_dir, options, program)
+            self._task_files.create_folders()
+            self._files = FilePlanner(settings.shared_fs, settings.use_cache)
+            joining.write_workspace_wrapper(self._log_dir)      # for the factory's workers
+            if settings.pack:
+                from parsl_wq.pack import Packer
+                from parsl_wq.pack.cache import default_cache_dir
+                self._packer = Packer(settings.pack_cache_dir or default_cache_dir(), settings.extra_pkgs or ())
+            self.worker_port = self._manager.start(manager_config(settings, self._log_dir, self._task_files.task_dir,
+                                                                  self._secrets.password_file, self._secrets.tls_files))
+        except BaseException:
+            self._manager.stop()
+            raise
         self._collector = Collector(self, self._manager, self._pending, self._run_status, self.usage_summary,
                                     self._learned_cores, settings.mode, self._break)
         self._collector_thread = threading.Thread(target=self._collector.run, name=f"{self.label}-collector",

@@ -32,13 +32,10 @@ class ManagerProcess:
         self.process: Optional[subprocess.Popen] = None
         self.channel: Optional[Channel] = None
         self._send_lock = threading.Lock()
+        self._stopped = False
 
-    def start(self, config: ManagerConfig) -> int:
-        """Start the process and hand it ``config``; returns the port its queue listens on.
-
-        Raises ExecutorBroken, with the manager's reason or the end of its log,
-        if it does not report ready within START_TIMEOUT seconds.
-        """
+    def spawn(self) -> None:
+        """Start the process; it imports Work Queue while the executor prepares the ``ManagerConfig`` for ``start``."""
         to_manager_r, to_manager_w = os.pipe()
         from_manager_r, from_manager_w = os.pipe()
         bell_r, bell_w = doorbell()
@@ -54,6 +51,13 @@ class ManagerProcess:
             os.close(fd)
         self.channel = Channel(from_manager_r, to_manager_w)
         self._doorbell = bell_w
+
+    def start(self, config: ManagerConfig) -> int:
+        """Hand the spawned process ``config``; returns the port its queue listens on.
+
+        Raises ExecutorBroken, with the manager's reason or the end of its log,
+        if it does not report ready within START_TIMEOUT seconds.
+        """
         self.channel.send(config)
         try:
             replies = self.channel.receive(timeout=START_TIMEOUT)
@@ -83,7 +87,7 @@ class ManagerProcess:
 
     def stop(self) -> None:
         """Tell the process to stop; kill it if it has not exited within STOP_TIMEOUT seconds."""
-        if self.process is None:
+        if self.process is None or self._stopped:
             return
         try:
             self.send(Stop())
@@ -99,6 +103,7 @@ class ManagerProcess:
                 os.close(fd)
             except OSError:
                 pass
+        self._stopped = True    # a second stop does nothing: the descriptors' numbers may be in use again
 
     def disk_note(self) -> str:
         """A word on the run's disk if it is full: Work Queue 7.17.1's manager crashes (SIGSEGV) when it cannot

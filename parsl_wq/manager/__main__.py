@@ -25,18 +25,30 @@ from parsl_wq.engine import load_work_queue
 from parsl_wq.manager.manager import Manager
 from parsl_wq.manager.queue import create_queue
 from parsl_wq.protocol.channel import Channel
-from parsl_wq.protocol.messages import Ready, StartFailed
+from parsl_wq.protocol.messages import ManagerConfig, Ready, StartFailed
 
 
 def main(argv) -> int:
     channel = Channel(int(argv[1]), int(argv[2]))
     doorbell = (int(argv[3]), int(argv[4]))
-    (config,) = channel.receive()
+    failure = None
     try:
-        wq = load_work_queue()
-        queue, monitor_binary = create_queue(wq, config)
+        wq = load_work_queue()      # while the executor prepares the config
     except Exception as e:
-        channel.send(StartFailed(f"{type(e).__name__}: {e}"))
+        failure = f"{type(e).__name__}: {e}"
+    try:
+        (config,) = channel.receive()
+    except EOFError:
+        return 1
+    if not isinstance(config, ManagerConfig):     # Stop: the executor's start failed before it had a config
+        return 1
+    if failure is None:
+        try:
+            queue, monitor_binary = create_queue(wq, config)
+        except Exception as e:
+            failure = f"{type(e).__name__}: {e}"
+    if failure is not None:
+        channel.send(StartFailed(failure))
         return 1
     channel.send(Ready(queue.port))
     channel.hold_output()       # a large result must not stop the manager serving workers while it travels
