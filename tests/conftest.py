@@ -41,7 +41,7 @@ def workers():
 
 
 def _is_warm_host(cmdline):
-    """The worker program run as a warm host (``pwq_worker.pyz warm WORKER_PID`` or ``packed FD``)."""
+    """The worker program run as a warm host (``pwq_worker.pyz warm FOLDER`` or ``packed FD``)."""
     return (bool(cmdline) and any(part.endswith("pwq_worker.pyz") for part in cmdline)
             and any(part in ("warm", "packed") for part in cmdline))
 

@@ -89,7 +89,7 @@ def test_factory_workers_get_the_executors_worker_options_and_run_warm_apps(tmp_
         assert bool(hosts) == (mode == "warm"), hosts
         for host in hosts:      # in the factory's worker's own workspace, serving that worker
             assert os.path.dirname(host.cwd()) == worker_workspace(worker), (host.cwd(), worker_workspace(worker))
-            assert host.cmdline()[-1] == str(worker.pid)
+            assert host.cmdline()[-2:] == ["warm", "../" + os.path.basename(host.cwd())], host.cmdline()
     finally:
         kernel.cleanup()
 

@@ -311,3 +311,17 @@ def test_a_call_that_is_not_a_warm_call_leaves_the_warm_host_serving(warm):
     assert psutil.pid_exists(host) and cmdline[-2] == "warm", (host, parent, cmdline)
     log = open(os.path.join(folder, "log")).read()
     assert "ended" not in log and log.count("refused a call") + log.count("Expecting value") >= 2, log
+
+
+def test_the_warm_host_holds_no_connection_to_the_manager(warm):
+    """The host is forked from the worker's first warm task, which may inherit the worker's descriptors (Debian's
+    9.9 worker leaves its connection to the manager open in its tasks). A host that kept it would keep that
+    connection alive after the worker closed it, and a worker that reconnects would be connected twice, its
+    tasks sent down the dead one (``test_lifecycle``'s lost cached input)."""
+    executor = warm(cores=1)
+    warm_apps.host_identity().result(timeout=TIMEOUT)
+    hosts = [p for p in worker_processes() if p.info["name"] != "work_queue_worker"]
+    assert hosts
+    for host in hosts:
+        remote_ports = [c.raddr.port for c in host.net_connections(kind="tcp") if c.raddr]
+        assert executor.worker_port not in remote_ports, (host.cmdline(), host.net_connections(kind="tcp"))

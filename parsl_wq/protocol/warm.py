@@ -4,7 +4,7 @@ A warm task is an ordinary Work Queue task whose command hands the task to
 the warm host of its worker (``parsl_wq.worker.supervisor``), on any engine
 (``task_command``)::
 
-    bash pwq_call.sh ../pwq_warm.KEY || { START; exec "$PY" -S pwq_worker.pyz call ../pwq_warm.KEY; }
+    bash pwq_call.sh ../pwq_warm.KEY || { START; exec "$PY" pwq_worker.pyz warm ../pwq_warm.KEY; }
 
 The manager puts the task's ``WarmCall`` in the task's environment, as JSON
 (``CALL_VARIABLE``), with the id of its calls file and the limits it learned.
@@ -13,7 +13,7 @@ worker's workspace (``host_folder``), sends the task's sandbox and the call,
 and prints the host's answer (a ``WarmAnswer`` as JSON, one line), which the
 manager reads in the task's output. Where no host answers, the shell steps
 ``START`` (the executor's ``init_command``, the choice of Python) run and the
-worker program starts one (``parsl_wq.worker.caller``), then makes the call.
+task's Python becomes the host (``parsl_wq.worker.caller``), then makes the call.
 
 Standard library only: the warm host imports it on the worker.
 """
@@ -57,7 +57,7 @@ def host_folder(key: str) -> str:
 def task_command(folder: str, start: str, program: str) -> str:
     """A warm task's shell command: the call through ``CALLER``; where no host answers, ``start`` (shell steps
     that set PY) and the worker ``program`` started with it, to start a host and make the call."""
-    return f"bash {CALLER} {folder} || {{ {start}exec \"$PY\" -S {program} call {folder}; }}"
+    return f"bash {CALLER} {folder} || {{ {start}exec \"$PY\" {program} warm {folder}; }}"
 
 
 def encode_call(call: WarmCall) -> str:

@@ -6,8 +6,8 @@ worker node needs a Python 3 but not this package::
 
     python pwq_worker.pyz run CALLS RESULTS   a cold task's apps (runner.py)
     bash pwq_call.sh FOLDER                   a warm task: its call to the worker's warm host (call.sh)
-    python pwq_worker.pyz call FOLDER         the same where no warm host answers: start one (caller.py)
-    python pwq_worker.pyz warm WORKER_PID     the worker's warm host, until the worker ends (supervisor.py)
+    python pwq_worker.pyz warm FOLDER         the same where no warm host answers: fork one, which serves
+                                              until the worker ends (caller.py, supervisor.py)
     python pwq_worker.pyz packed FD           a packed environment's warm host (host.py, packed.py)
 
 Nothing here imports Parsl or ``parsl_wq.client``: ``tests/test_layout.py`` checks it.

@@ -9,18 +9,14 @@ def main(argv):
     verb, arguments = (argv[1], argv[2:]) if len(argv) > 1 else ("", [])
     if verb == "run" and len(arguments) == 2:
         return run(*arguments)
-    if verb == "call" and len(arguments) == 1:
+    if verb == "warm" and len(arguments) == 1:
         from .caller import main as call
         return call(*arguments)
-    if verb == "warm" and len(arguments) == 1 and arguments[0].isdigit():
-        from .supervisor import main as supervise
-        leave_program_path(program)
-        return supervise(program, int(arguments[0]))
     if verb == "packed" and len(arguments) == 1:
         from .host import serve_handed
         leave_program_path(program)
         return serve_handed(int(arguments[0]), program)
-    sys.stderr.write("usage: python %s run CALLS RESULTS | call FOLDER | warm WORKER_PID | packed FD\n"
+    sys.stderr.write("usage: python %s run CALLS RESULTS | warm FOLDER | packed FD\n"
                      % argv[0])
     return 2
 

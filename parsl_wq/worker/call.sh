@@ -10,7 +10,7 @@
 # 3. Print the host's answer, one line of JSON: the manager reads it in the task's output. A host that dies
 #    meanwhile answers nothing, and the manager reports a lost warm process.
 # Exit 3 when no host answers as it should (or bash has no /dev/tcp): the task's command then starts one
-# (python pwq_worker.pyz call FOLDER). bash only: this is the whole cost of a warm call on the worker.
+# (python pwq_worker.pyz warm FOLDER). bash only: this is the whole cost of a warm call on the worker.
 exec 2>/dev/null
 read -r port token < "$1/port" || exit 3
 exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 3

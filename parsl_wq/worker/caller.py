@@ -1,17 +1,19 @@
-"""A warm task where no warm host answers: start the worker's warm host, then make the call.
+"""A warm task where no warm host answers: become the worker's warm host, then make the call.
 
 Run by the warm task's command when ``pwq_call.sh`` fails (exit code 3)
 (no host yet, one that died, or a node without bash)::
 
-    python -S pwq_worker.pyz call FOLDER        (in the task's sandbox)
+    python pwq_worker.pyz warm FOLDER        (in the task's sandbox)
 
 1. Make the host's folder in the worker's workspace (``FOLDER``, mode 0700) or
    check that the one there is this user's own and private.
 2. Under a lock on the folder, look for a host that answers its port; if none
-   does, start one (``supervisor``) in a session of its own, with this Python
-   and this environment: the task's shell has run the executor's
-   ``init_command``, and the task has the executor's ``env``, so the host's
-   Python starts as a cold task's would.
+   does, fork one (``start``): the fork leaves the task's session and sandbox
+   for the folder, with a copy of the worker program there, and serves as the
+   ``supervisor``. It is this Python, started as a cold task's is: the task's
+   shell has run the executor's ``init_command``, and the task has the
+   executor's ``env``; the variables Work Queue set for this one task are
+   taken out of its environment.
 3. Make the call as ``pwq_call.sh`` does, and print the answer.
 
 Standard library only.
@@ -22,11 +24,11 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import sys
 
 from ..protocol.sandbox import CALLS_ID, NODE_TMPDIR, WORKER_PROGRAM
 from ..protocol.warm import CALL_VARIABLE
+from . import supervisor
 from .processes import tail
 from .supervisor import LOG, PORT, READY, read_port
 
@@ -43,10 +45,10 @@ class NoHost(Exception):
 def main(folder):
     try:
         make_private_folder(folder)
-        with locked(folder):
+        with locked(folder) as lock:
             connection = connect(folder)
             if connection is None:
-                start(folder)
+                start(folder, lock)
                 connection = connect(folder)
             if connection is None:
                 raise NoHost("the warm host started in %s does not answer (its log: %s)"
@@ -80,9 +82,15 @@ class locked:
 
     def __enter__(self):
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
 
     def __exit__(self, *exc):
-        os.close(self.fd)
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def connect(folder):
@@ -106,28 +114,73 @@ def connect(folder):
     return connection
 
 
-def start(folder):
-    """Start the host: the worker program copied into its folder, run in a session of its own; wait until it
-    listens (it says so on its stdout, then closes it)."""
-    program = os.path.join(folder, WORKER_PROGRAM)
-    shutil.copyfile(WORKER_PROGRAM, program + ".tmp")       # the sandbox goes when this task ends
+def start(folder, lock):
+    """Fork the host, with a copy of the worker program in ``folder`` (the sandbox goes when this task ends);
+    wait until it listens (it says so on a pipe, then closes it)."""
+    program = os.path.join(os.path.abspath(folder), WORKER_PROGRAM)
+    shutil.copyfile(WORKER_PROGRAM, program + ".tmp")
     os.replace(program + ".tmp", program)
     try:
         os.remove(os.path.join(folder, PORT))
     except FileNotFoundError:
         pass
-    env = {k: v for k, v in os.environ.items() if k not in TASK_VARIABLES}
+    worker_pid, this_program = os.getppid(), os.path.abspath(WORKER_PROGRAM)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(ready_r)
+            lock.close()        # the other tasks wait for the host's port, not for the host
+            become_host(folder, ready_w)
+            move_program(this_program, program)
+            status = supervisor.main(program, worker_pid)
+        except SystemExit as e:     # SIGTERM: the supervisor stopped its hosts on the way out
+            status = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()       # into the folder's log, once become_host has run
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        said = ready.readline()
+    if said != READY:
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        raise NoHost("the warm host did not start (%s): %s"
+                     % ("exit status %d" % os.waitstatus_to_exitcode(status) if ended else "it did not say ready",
+                        tail(os.path.join(folder, LOG), 2000).strip()))
+
+
+def become_host(folder, ready_w):
+    """In the fork: a session of its own in ``folder``, without this task's variables or descriptors, its
+    output to the folder's log, and ``ready_w`` as its stdout, where the supervisor says it listens."""
+    os.setsid()
+    os.chdir(folder)
+    for name in TASK_VARIABLES:
+        os.environ.pop(name, None)
     if os.environ.get(NODE_TMPDIR):
-        env["TMPDIR"] = os.environ[NODE_TMPDIR]
-    with open(os.path.join(folder, LOG), "ab") as log:
-        host = subprocess.Popen([sys.executable, WORKER_PROGRAM, "warm", str(os.getppid())], cwd=folder, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                start_new_session=True)
-    with host.stdout:
-        ready = host.stdout.readline()
-    if ready != READY:
-        raise NoHost("the warm host did not start (status %s): %s"
-                     % (host.poll(), tail(os.path.join(folder, LOG), 2000).strip()))
+        os.environ["TMPDIR"] = os.environ[NODE_TMPDIR]
+    log = os.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((devnull, 0), (ready_w, 1), (log, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    # Nothing else the task inherited: Debian's 9.9 worker leaves its connection to the manager open in its
+    # tasks, and a host holding it would keep a worker that reconnects connected twice.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+
+
+def move_program(old, new):
+    """Read the worker program's modules from ``new`` from now on, not from ``old`` (in the task's sandbox): the
+    packages' search paths move to it, and ``old`` leaves ``sys.path``, where its names must not shadow the
+    apps'. Modules already loaded keep their code."""
+    prefix = old + os.sep
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__path__", None)
+        if path is not None and name.split(".")[0] == __name__.split(".")[0]:
+            module.__path__ = [new + p[len(old):] if p.startswith(prefix) else p for p in path]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p) != old]
 
 
 def call(connection):

@@ -1,11 +1,11 @@
 """The warm host of a worker: started by its first warm task, it serves the worker's warm tasks until the
 worker ends.
 
-The first warm task on a worker starts it (``caller``) in a folder of its own
-in the worker's workspace, ``pwq_warm.KEY`` (mode 0700), with the task's
-Python::
+The first warm task on a worker forks it from its own Python (``caller``), into
+a folder of its own in the worker's workspace, ``pwq_warm.KEY`` (mode 0700),
+and a session of its own; ``ps`` shows it as that task's command::
 
-    python pwq_worker.pyz warm WORKER_PID       (in that folder, in a session of its own)
+    python pwq_worker.pyz warm ../pwq_warm.KEY
 
     pwq_call.sh ──TCP──> supervisor ──socketpair: the connection──> host ──fork per call──> app process
 
