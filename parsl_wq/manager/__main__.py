@@ -7,9 +7,10 @@ Started by the executor (``parsl_wq.client.manager_process``) as::
 four inherited descriptors: the read end of the pipe the executor writes
 messages to, the write end of the pipe it reads from, and both ends of the
 doorbell, a TCP connection on 127.0.0.1 that the executor rings after each
-message (``parsl_wq.manager.waiting``). The first message is the
-``ManagerConfig``; the manager answers ``Ready(port)`` or ``StartFailed``,
-then serves (``parsl_wq.manager.manager``).
+message (``parsl_wq.manager.waiting``). It imports Work Queue before it reads
+the first message, the ``ManagerConfig``, which the executor prepares
+meanwhile; it answers ``Ready(port)`` or ``StartFailed``, then serves
+(``parsl_wq.manager.manager``).
 
 Work Queue's ``wait`` holds the GIL for up to a second, so the queue lives in
 a process of its own. This package imports only the standard library and
