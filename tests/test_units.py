@@ -591,9 +591,9 @@ def test_the_warm_host_stops_an_app_past_its_declared_time_and_names_the_limit()
     worker_side, host_side = socket.socketpair()
     reports_r, reports_w = os.pipe()
     os.close(reports_w)
-    status, _, _, exceeded = host.watch(pid, host_side, {"wall_time": 0.3}, 0.1, app_process.Reports(reports_r))
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-    assert exceeded == {"wall_time": 0.3}
+    ended = host.watch(pid, host_side, {"wall_time": 0.3}, 0.1, app_process.Reports(reports_r))
+    assert ended.code == 128 + signal.SIGKILL and ended.reaped
+    assert ended.exceeded == {"wall_time": 0.3}
     worker_side.close()
 
 
@@ -607,8 +607,8 @@ def test_the_warm_host_stops_an_app_whose_worker_gave_up_the_call():
     worker_side.close()         # the worker cancelled the task, or is stopping
     reports_r, reports_w = os.pipe()
     os.close(reports_w)
-    status, _, _, exceeded = host.watch(pid, host_side, {}, 1, app_process.Reports(reports_r))
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL and exceeded == {}
+    ended = host.watch(pid, host_side, {}, 1, app_process.Reports(reports_r))
+    assert ended.code == 128 + signal.SIGKILL and ended.exceeded == {}
 
 
 def test_the_warm_host_acts_on_what_an_app_reported_though_it_ended_before_anything_was_read():
@@ -624,8 +624,35 @@ def test_the_warm_host_acts_on_what_an_app_reported_though_it_ended_before_anyth
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)     # ended, and left for watch to reap
     worker_side, host_side = socket.socketpair()
     reports = app_process.Reports(reports_r)
-    status, _, _, _ = host.watch(pid, host_side, {}, 1, reports)
-    assert os.WIFEXITED(status) and reports.functions_loaded == ["pwq_fn_1.pkl"]
+    ended = host.watch(pid, host_side, {}, 1, reports)
+    assert ended.code == 0 and ended.reaped and reports.functions_loaded == ["pwq_fn_1.pkl"]
+    worker_side.close()
+
+
+def test_the_warm_host_answers_when_the_app_process_reports_its_end_and_reaps_it_after():
+    """The app process says how it ended (``report_done``) before it exits; the host takes that as the end, with
+    the CPU time and peak memory the app process measured, and reaps it once the task has its answer."""
+    import socket
+    import time
+
+    from parsl_wq.worker import app_process, host
+    reports_r, reports_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        deadline = time.process_time() + 0.2
+        while time.process_time() < deadline:   # CPU time to report
+            pass
+        app_process.report_done(reports_w, 7)
+        time.sleep(60)                          # as if its exit took long: the host does not wait for it
+        os._exit(0)
+    os.close(reports_w)
+    worker_side, host_side = socket.socketpair()
+    started = time.monotonic()
+    ended = host.watch(pid, host_side, {}, 1, app_process.Reports(reports_r))
+    assert time.monotonic() - started < 10
+    assert ended.code == 7 and not ended.reaped and ended.cpu >= 0.2 and ended.peak_kb > 1000
+    host.reap_exiting(pid)
+    assert not os.path.exists(f"/proc/{pid}")      # killed and reaped: no zombie
     worker_side.close()
 
 

@@ -20,7 +20,10 @@ worker's workspace, as many as the worker runs warm calls at once::
    time limit, or when the task's command ends first (``watch``: Work Queue
    cancelled the task, or the worker is stopping).
 3. The host answers a ``WarmAnswer``, one line; an app killed by signal N
-   gives exit code 128 + N, as in cold tasks.
+   gives exit code 128 + N, as in cold tasks. The app process reports its
+   exit code and usage as it ends (``app_process.report_done``), so the
+   answer does not wait for its exit (a millisecond with pandas loaded); it
+   is reaped once the answer is sent.
 4. While an app runs, the host imports each module the app imports, as the
    app reports it: on a worker with a spare core both imports run at once.
    After a call whose apps loaded their functions without trouble, the host
@@ -47,6 +50,7 @@ import select
 import signal
 import sys
 import time
+from collections import namedtuple
 
 from ..protocol.warm import WarmAnswer, WarmCall, decode_call, encode_answer
 from . import runner
@@ -69,6 +73,7 @@ class Host:
         self.functions = {}     # function file name -> function, loaded after an app used it
         self.spare = None
         self.running = None     # the app process of the call being served
+        self.exiting = None     # the app process of the call just answered, until it is reaped
         self.packed = PackedHosts(folder, program)
         self.channel = None     # where calls come from: the supervisor, or (packed) the first host
         signal.signal(signal.SIGTERM, self.stop)
@@ -115,7 +120,10 @@ class Host:
                 return
         else:
             answer = self.run(sandbox, call, connection)
-        send_answer(connection, answer)
+        try:
+            send_answer(connection, answer)
+        finally:
+            self.reap()
 
     def serve_handed(self, channel):
         """A packed environment's host: serve the calls that the first host hands over, with their connections."""
@@ -131,6 +139,8 @@ class Host:
                     send_answer(connection, self.run(handed.sandbox, WarmCall(**handed.call), connection))
                 except OSError as e:
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
+                finally:
+                    self.reap()
             channel.send(IDLE)
 
     def run(self, sandbox, call, connection):
@@ -139,22 +149,28 @@ class Host:
         self.running = spare.pid
         spare.start(sandbox, call)
         try:
-            status, rusage, measured, exceeded = watch(spare.pid, connection, call.limits or {},
-                                                       call.interval or 1, spare.reports)
+            ended = watch(spare.pid, connection, call.limits or {}, call.interval or 1, spare.reports)
         finally:
             self.running = None
             spare.reports.close()
         wall = max(time.time() - started, 1e-6)
-        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if not ended.reaped:
+            self.exiting = spare.pid
+        code, measured, exceeded = ended.code, ended.measured, ended.exceeded
         if code == 0 and not exceeded:
             for function_name in spare.reports.functions_loaded:
                 self.load_function(sandbox, function_name)
-        cpu = rusage.ru_utime + rusage.ru_stime
-        measured.update(wall_time=wall, cpu_time=cpu, cores=cpu / wall,
-                        memory=max(measured.get("memory", 0), rusage.ru_maxrss / 1024))
+        measured.update(wall_time=wall, cpu_time=ended.cpu, cores=ended.cpu / wall,
+                        memory=max(measured.get("memory", 0), ended.peak_kb / 1024))
         if call.measure_disk:
             measured["disk"] = folder_size(sandbox)
         return WarmAnswer(code, tail(os.path.join(sandbox, OUTPUT), OUTPUT_TAIL), measured, exceeded)
+
+    def reap(self):
+        """Once the task has its answer: reap the app process that reported its end before it exited."""
+        if self.exiting is not None:
+            pid, self.exiting = self.exiting, None
+            reap_exiting(pid)
 
     def load_function(self, sandbox, function_name):
         """Keep a function that an app process loaded without trouble, for the next apps' forks."""
@@ -178,16 +194,29 @@ def from_this_user(connection):
     return uid is None or uid == os.getuid()
 
 
+def reap_exiting(pid):
+    """Reap an app process that reported its end: it is exiting already (an app that wrote the line itself and
+    went on is stopped here)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
 def send_answer(connection, answer):
     connection.sendall(encode_answer(answer).encode() + b"\n")
 
 
-def watch(pid, connection, limits, interval, reports):
-    """Wait for the app process; learn its imports; stop it past its limits or when the task's command ends.
+Ended = namedtuple("Ended", ["code", "cpu", "peak_kb", "measured", "exceeded", "reaped"])
+Ended.__doc__ = """How an app process ended: its exit code (128 + N for a death by signal N), its CPU seconds and
+peak resident KB (``getrusage``), what was measured while it ran, the limits it went past, and whether it
+was reaped (else it reported its end, and is still exiting)."""
 
-    Returns its wait status, its rusage, what was measured while it ran, and
-    the limits it went past.
-    """
+
+def watch(pid, connection, limits, interval, reports):
+    """Wait for the app process to end, or to report its end; learn its imports; stop it past its limits or when
+    the task's command ends. Returns how it ``Ended``."""
     measured, exceeded = {}, {}
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
     waitables = [connection, reports] + ([pidfd] if pidfd is not None else [])
@@ -199,13 +228,16 @@ def watch(pid, connection, limits, interval, reports):
             ended, status, rusage = os.wait4(pid, os.WNOHANG)
             if ended:
                 reports.drain()
-                return status, rusage, measured, exceeded
+                code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                return Ended(code, rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss, measured, exceeded, True)
             readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if pidfd is None else timeout)
             if connection in readable:      # the task's command ended: Work Queue cancelled the task
                 kill_group(pid)
                 waitables.remove(connection)
             if reports in readable and not reports.read():
                 waitables.remove(reports)
+            if reports.done is not None and not exceeded:
+                return Ended(*reports.done, measured, exceeded, False)
             if limits.get("memory") and time.time() >= next_sample:    # not at each import the app reports
                 next_sample = time.time() + interval
                 memory = group_memory(pid)

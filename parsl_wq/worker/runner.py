@@ -350,9 +350,13 @@ def serialize_outcome(outcome):
 
 def finish(code):
     """Exit at once: non-daemon threads or atexit handlers of the app cannot hold the task."""
+    flush_output()
+    os._exit(code)
+
+
+def flush_output():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:
             pass
-    os._exit(code)
