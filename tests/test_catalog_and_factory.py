@@ -94,6 +94,24 @@ def test_factory_workers_get_the_executors_worker_options_and_run_warm_apps(tmp_
         kernel.cleanup()
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_one_core_apps_run_side_by_side_on_a_factory_worker_without_a_disk_by_hand(tmp_path, no_leftover_workers,
+                                                                                   mode):
+    """The factory's workers get the fixed --disk that the executor's own get (half the workspace disk's free
+    space, from the wrapper the factory ships): on cctools 7.x, two 1-core apps on a 2-core worker keep fitting."""
+    executor = WorkQueueExecutor(port=0, coprocess=mode == "warm", worker_options="--cores 2",
+                                 factory=WorkerFactory(min_workers=1, max_workers=1))
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy="none"))
+    try:
+        futures = [apps.timed_sleep(1, parsl_resource_specification={"cores": 1}) for _ in range(8)]
+        spans = sorted(f.result(timeout=TIMEOUT) for f in futures)
+        (worker,) = workers()
+        assert any(part.startswith("--disk=") for part in worker.cmdline()), worker.cmdline()
+    finally:
+        kernel.cleanup()
+    assert all(any(a[0] < b[1] and b[0] < a[1] for b in spans if b is not a) for a in spans), spans
+
+
 def test_a_factory_takes_one_worker_program():
     from parsl_wq import ConfigurationError
     with pytest.raises(ConfigurationError, match="worker_executable.*with a factory, one program"):

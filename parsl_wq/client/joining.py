@@ -29,14 +29,17 @@ WORKDIR_OPTION = ["--workdir", '"$PWQ_WORKDIR"']
 FIXED_DISK = ('PWQ_DISK=$(df -Pm "$PWQ_WORKDIR" 2>/dev/null | awk \'NR == 2 {print int($4 / 2)}\'); ',
               '${PWQ_DISK:+--disk=$PWQ_DISK}')
 # The same for the factory's workers, whose command the factory writes: a wrapper it ships with each worker
-# (--wrapper, --wrapper-input), which runs the worker command it is given in a workspace of its own. The
+# (--wrapper, --wrapper-input), which runs the worker command it is given in a workspace of its own, with the
+# fixed --disk unless the command has one (WorkerFactory.disk, worker_options, HTCondor's slot size). The
 # factory signals the job's process alone (-T local: SIGQUIT, then SIGKILL; SIGTERM when the factory dies), so
 # the wrapper passes that on to the worker, waits for it and then removes the folder.
 WORKSPACE_WRAPPER = "pwq_private_workspace.sh"
 WRAPPER_SCRIPT = f"""#!/bin/sh
 {MAKE_WORKDIR}
+PWQ_DISK=
+case " $* " in *" --disk="* | *" --disk "*) ;; *) {FIXED_DISK[0]};; esac
 trap 'kill -TERM "$worker" 2>/dev/null' HUP INT QUIT TERM
-"$@" {" ".join(WORKDIR_OPTION)} &
+"$@" {" ".join(WORKDIR_OPTION)} {FIXED_DISK[1]} &
 worker=$!
 status=0
 while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done
