@@ -128,16 +128,22 @@ class Hosts:
         self.workers.setdefault(f"h{host}", []).append(process)
         return process
 
-    def run_block(self, host: int, command: str, hide: Sequence[str] = ()) -> subprocess.Popen:
+    def run_block(self, host: int, command: str, hide: Sequence[str] = (),
+                  keep: Sequence[str] = ()) -> subprocess.Popen:
         """Run a provider block's ``command`` on host ``host``, as a batch system would: from a script file,
-        with a tmpfs over the test's folder, over /tmp (the node's own) and over each folder in ``hide``."""
+        with a tmpfs over the test's folder, over /tmp (the node's own) and over each folder in ``hide``. Each
+        folder in ``keep`` stays in sight though it is under /tmp (a checkout there: its Python, its tests)."""
         script = os.path.join(self.private_dir, f"block-h{host}-{len(self.workers.get(f'h{host}', []))}.sh")
         with open(script, "w") as f:
             f.write(command + "\n")
         os.chmod(script, 0o700)
         steps = ["set -e", f"S=$(cat {shlex.quote(script)})", f"D={shlex.quote(self.private_dir)}",
-                 "mount -t tmpfs tmpfs \"$D\"", "mount -t tmpfs tmpfs /tmp", "mkdir -p \"$D\"",
-                 "printf '%s\\n' \"$S\" > \"$D/block.sh\""]
+                 "mount -t tmpfs tmpfs /mnt"]       # the namespace's own: where kept folders wait for the new /tmp
+        steps += [f"mkdir /mnt/{i} && mount --bind {shlex.quote(path)} /mnt/{i}" for i, path in enumerate(keep)]
+        steps += ["mount -t tmpfs tmpfs \"$D\"", "mount -t tmpfs tmpfs /tmp"]
+        steps += [f"mkdir -p {shlex.quote(path)} && mount --move /mnt/{i} {shlex.quote(path)}"
+                  for i, path in enumerate(keep)]
+        steps += ["mkdir -p \"$D\"", "printf '%s\\n' \"$S\" > \"$D/block.sh\""]
         steps += [f"mount -t tmpfs tmpfs {shlex.quote(path)}" for path in hide]
         steps += [f"printf '127.0.0.1 localhost h{host}\\n' > /tmp/hosts", "mount --bind /tmp/hosts /etc/hosts",
                   f"hostname h{host}", "exec bash \"$D/block.sh\""]
