@@ -656,6 +656,16 @@ def test_the_warm_host_answers_when_the_app_process_reports_its_end_and_reaps_it
     worker_side.close()
 
 
+def test_a_done_line_of_the_wrong_shape_is_ignored_and_the_host_waits_for_the_exit():
+    from parsl_wq.worker import app_process
+    reports_r, reports_w = os.pipe()
+    os.write(reports_w, app_process.Reports.DONE + b"not numbers\n" + app_process.Reports.DONE + b"0 1.5\n")
+    os.close(reports_w)
+    reports = app_process.Reports(reports_r)
+    assert reports.read() and reports.done is None
+    reports.close()
+
+
 def test_the_warm_host_drops_a_connection_that_sends_no_call(tmp_path, monkeypatch):
     import socket
 

@@ -90,8 +90,11 @@ class Reports:
                 self.functions_loaded.append(line[len(self.FUNCTION_LOADED):].decode())
                 continue
             if line.startswith(self.DONE):
-                code, cpu, peak = line[len(self.DONE):].split()
-                self.done = (int(code), float(cpu), int(peak))
+                try:
+                    code, cpu, peak = line[len(self.DONE):].split()
+                    self.done = (int(code), float(cpu), int(peak))
+                except ValueError:      # not the app process's own line: wait for its exit
+                    pass
                 continue
             try:
                 importlib.import_module(line.decode())
