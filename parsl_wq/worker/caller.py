@@ -125,6 +125,8 @@ def start(folder, lock):
     except FileNotFoundError:
         pass
     worker_pid, this_program = os.getppid(), os.path.abspath(WORKER_PROGRAM)
+    if worker_pid == 1:     # the worker died while this task started, and init took the task over
+        raise NoHost("the worker that ran this task is gone")
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
