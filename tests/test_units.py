@@ -872,3 +872,22 @@ def test_labels_wait_for_the_window_leave_declared_resources_and_keep_under_the_
     assert labels.label("c", {"memory": 100}) == {"cores": 1, "disk": 250}
     assert labels.retry_allocation("c") == {"memory": 400}
     assert learning.Labels("fixed", 1).label("c", {}) == {}
+
+
+@pytest.mark.parametrize("alive", [True, False], ids=["worker-is-an-ancestor", "worker-is-gone"])
+def test_the_warm_caller_finds_its_worker_among_its_ancestors_by_the_workspace_name(tmp_path, alive):
+    """The caller's worker is the one its workspace is named after (worker-UID-PID), while it is an ancestor;
+    a process of that pid that is not one (the worker died, a subreaper took the task) is refused."""
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        worker = os.getpid() if alive else other.pid
+        sandbox = tmp_path / f"worker-{os.getuid()}-{worker}" / "t.1"
+        sandbox.mkdir(parents=True)
+        found = subprocess.run(
+            [sys.executable, "-c", "from parsl_wq.worker.caller import NoHost, running_worker\n"
+             "try: print(running_worker('../pwq_warm.k'))\nexcept NoHost as e: print(e)"],
+            cwd=sandbox, capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        other.kill()
+        other.wait()
+    assert found == (str(worker) if alive else f"the worker that ran this task (pid {worker}) is gone")

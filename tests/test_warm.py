@@ -117,6 +117,56 @@ def test_a_worker_killed_mid_app_loses_no_app(tmp_path, no_leftover_workers, mon
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
 
 
+def test_a_worker_killed_while_its_first_warm_task_starts_leaves_no_warm_host(tmp_path, no_leftover_workers):
+    """The task's shell outlives its worker (init, or a subreaper, takes it over) and goes on to start the
+    worker's warm host: the host must not start, since nothing is left for it to serve or end with."""
+    marker = tmp_path / "starting"
+    executor = WorkQueueExecutor(port=0, coprocess=True, provider=LocalProvider(init_blocks=0),
+                                 init_command=f"touch {marker}; sleep 3")    # runs where the host is started
+    kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+    started = []
+    try:
+        started.append(start_worker(executor, 1, tmp_path))
+        future = warm_apps.parent_pid()
+        assert wait_until(lambda: marker.exists(), timeout=TIMEOUT)
+        shell = psutil.Process(started[0].pid)
+        worker = next(p for p in [shell] + shell.children(recursive=True) if p.name() == "work_queue_worker")
+        task = worker.children(recursive=True)
+        assert task, "the task's shell is not running"
+        os.killpg(started[0].pid, signal.SIGKILL)  # the worker and its launcher, which would remove the workspace;
+        started[0].wait()                          # its task's shell, in a process group of its own, goes on
+        assert wait_until(lambda: not any(alive(p) for p in task), timeout=TIMEOUT)
+        workspace = f"/worker-{os.getuid()}-{worker.pid}/"
+        hosts_left = [p for p in worker_processes() if workspace in _cwd(p) + "/"]
+        for host in hosts_left:
+            host.kill()
+        assert not hosts_left, f"warm hosts of the dead worker: {hosts_left}"
+        marker.unlink()
+        started.append(start_worker(executor, 1, tmp_path))
+        assert isinstance(future.result(timeout=TIMEOUT), int)      # run again, warm, on the next worker
+    finally:
+        kernel.cleanup()
+        for shell in started:
+            if shell.poll() is None:
+                os.killpg(shell.pid, signal.SIGKILL)
+                shell.wait()
+    assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
+
+
+def alive(process):
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _cwd(process):
+    try:
+        return process.cwd()
+    except psutil.Error:
+        return ""
+
+
 def test_autolabel_measures_each_warm_app_and_stops_one_past_its_declared_memory(warm):
     warm(cores=1, autolabel=True)
     held = apps.hold_memory(300, 2, parsl_resource_specification={"cores": 1, "memory": 600, "disk": 100})

@@ -21,6 +21,7 @@ Standard library only.
 
 import fcntl
 import os
+import re
 import shutil
 import socket
 import stat
@@ -124,9 +125,7 @@ def start(folder, lock):
         os.remove(os.path.join(folder, PORT))
     except FileNotFoundError:
         pass
-    worker_pid, this_program = os.getppid(), os.path.abspath(WORKER_PROGRAM)
-    if worker_pid == 1:     # the worker died while this task started, and init took the task over
-        raise NoHost("the worker that ran this task is gone")
+    worker_pid, this_program = running_worker(folder), os.path.abspath(WORKER_PROGRAM)
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -152,6 +151,37 @@ def start(folder, lock):
         raise NoHost("the warm host did not start (%s): %s"
                      % ("exit status %d" % os.waitstatus_to_exitcode(status) if ended else "it did not say ready",
                         tail(os.path.join(folder, LOG), 2000).strip()))
+
+
+def running_worker(folder):
+    """The pid of the worker that runs this task, which the host is to outlive by no more than a second.
+
+    Both engines name the workspace (where ``folder`` is) ``worker-UID-PID``
+    after the worker. If the worker died while this task started, the task's
+    shell went to init, or to a subreaper: the worker is no longer among this
+    process's ancestors, and a host started now would watch the wrong process.
+    """
+    named = re.fullmatch(r"worker-\d+-(\d+)", os.path.basename(os.path.dirname(os.path.abspath(folder))))
+    if named is None or not os.path.exists("/proc/self/stat"):
+        # A workspace of another shape, or no /proc to follow: the parent is the worker, while it lives.
+        if os.getppid() == 1:
+            raise NoHost("the worker that ran this task is gone")
+        return os.getppid()
+    worker, pid = int(named.group(1)), os.getppid()
+    while pid > 1 and pid != worker:
+        pid = parent_of(pid)
+    if pid != worker:
+        raise NoHost("the worker that ran this task (pid %d) is gone" % worker)
+    return worker
+
+
+def parent_of(pid):
+    """The parent of process ``pid`` (0 once it is gone, or where /proc cannot tell)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def become_host(folder, ready_w):
