@@ -3,6 +3,7 @@
     make bench                            # with the other benchmarks (Debian's 9.9)
     make bench ENGINE=7.17.1
     .venv/bin/python benchmarks/bundling.py [--only perf,short,long,first,priority,hung,scale] [--scale 100000]
+                                            [--scale-modes warm,cold]
 
 Workers run on this machine (2 cores, with a fixed ``--disk``: see
 ``warm.worker_options``), connected to 127.0.0.1; no project name: nothing
@@ -28,7 +29,8 @@ leaves it. Each measurement is its own ``parsl.load`` cycle.
     scale   --scale no-op apps declaring 1 core, at most --window in flight:
             the rate per 10,000 results, the peak RSS of this process and of
             the manager process per 10,000, and the files left in the run's
-            task folder at the end.
+            task folder at the end; with the default (warm) and, with
+            ``--scale-modes warm,cold``, with ``coprocess=False`` in turn.
 
 Targets, printed after the tables: perf >= 1.0x HTEX, short >= 80% of 200
 apps/s, long within 5% of the wall time without bundling, first <= 0.3 s,
@@ -209,12 +211,12 @@ class PeakRss:
         return peaks
 
 
-def scale(count: int, window: int):
+def scale(count: int, window: int, **options):
     """Rows of (results so far, apps/s over the last 10,000, peak RSS of this process, of the manager), and
     the names left in the task folder after the run."""
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        dfk = loaded(folder)
+        dfk = loaded(folder, **options)
         executor = dfk.executors["WorkQueueExecutor"]
         task_dir = executor._task_files.task_dir
         try:
@@ -271,6 +273,7 @@ def main(argv=None):
     parser.add_argument("--long", type=int, default=100)
     parser.add_argument("--scale", type=int, default=100000)
     parser.add_argument("--window", type=int, default=20000)
+    parser.add_argument("--scale-modes", default="warm", help="warm (the default config), cold, or both")
     args = parser.parse_args(argv)
     only = args.only.split(",")
     print(f"engine: {describe_engine()}\n")
@@ -311,11 +314,15 @@ def main(argv=None):
               [["without a hung app", f"{alone:.2f}", "1x"],
                ["with one app that hangs among them", f"{beside:.2f}", f"{beside / alone:.2f}x"]])
         targets.append(("999 apps beside a hung one <= 1.5x", beside <= 1.5 * alone, f"{beside / alone:.2f}x"))
-    if "scale" in only:
-        rows, total, left = scale(args.scale, args.window)
-        table(["results", "apps/s (last 10,000)", "peak RSS, this process MB", "peak RSS, manager MB"],
+    modes = {"warm": {}, "cold": {"coprocess": False}}
+    for mode in args.scale_modes.split(","):
+        if mode not in modes:
+            parser.error(f"--scale-modes: {mode!r} is not one of {', '.join(modes)}")
+    for mode in args.scale_modes.split(",") if "scale" in only else []:
+        rows, total, left = scale(args.scale, args.window, **modes[mode])
+        table([f"results ({mode})", "apps/s (last 10,000)", "peak RSS, this process MB", "peak RSS, manager MB"],
               [[f"{n:,}", f"{rate:.0f}", f"{mine:.0f}", f"{manager:.0f}"] for n, rate, mine, manager in rows])
-        print(f"{args.scale:,} apps at {total:.0f} apps/s; files left in the task folder: {len(left)}\n")
+        print(f"{args.scale:,} apps ({mode}) at {total:.0f} apps/s; files left in the task folder: {len(left)}\n")
     for what, ok, detail in targets:
         target(what, ok, detail)
 
