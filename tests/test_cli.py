@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import parsl
@@ -108,10 +109,17 @@ def test_status_workers_and_report_of_a_password_protected_run(run, tmp_path):
 
     watching = subprocess.Popen([PARSL_WQ, "status", "--watch", "0.2", str(tmp_path / "runinfo")],
                                 stdout=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    watching.terminate()
-    screens = watching.communicate(timeout=10)[0].split("\033[H\033[2J")
-    assert len(screens) >= 3 and all("finished at" in s for s in screens[1:]), screens
+    clear, shown = "\033[H\033[2J", []        # each screen starts by clearing the terminal
+    reader = threading.Thread(target=lambda: shown.extend(iter(watching.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert wait_until(lambda: "".join(shown).count(clear) >= 4, timeout=30), "".join(shown)
+    finally:
+        watching.terminate()
+        watching.wait(timeout=10)
+        reader.join(timeout=10)
+    screens = "".join(shown).split(clear)[1:4]      # three whole screens; the last one may be cut short
+    assert all("finished at" in s for s in screens), screens
 
     report = parsl_wq("report", str(tmp_path / "runinfo"), "-o", str(tmp_path / "tasks.csv"))
     assert report.returncode == 0, report.stderr
