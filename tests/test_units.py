@@ -892,3 +892,16 @@ def test_the_warm_caller_finds_its_worker_among_its_ancestors_by_the_workspace_n
         other.wait()
     assert found == (str(worker) if alive else f"the worker that ran this task (pid {worker}) is gone")
 
+
+@pytest.mark.parametrize("bash", [True, False], ids=["bash", "no-bash"])
+def test_a_warm_tasks_command_hands_its_start_steps_to_pwq_call_sh_intact_or_runs_them_without_bash(
+        tmp_path, bash):
+    from parsl_wq.protocol.warm import CALLER, task_command
+    (tmp_path / CALLER).write_text('printf "bash got: %s" "$2"\n')
+    start = """X='it''s'; printf 'start ran: %s %s\\n' "$X" "$(printf '%s' 'a\\b')"; PY=/bin/echo; """
+    command = task_command("../pwq_warm.k", start, "pwq_worker.pyz")
+    path = os.environ["PATH"] if bash else str(tmp_path)       # a node without bash on its PATH
+    out = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PATH": path}).stdout
+    host = start + 'exec "$PY" pwq_worker.pyz warm ../pwq_warm.k'
+    assert out == (f"bash got: {host}" if bash else "start ran: its a\\b\npwq_worker.pyz warm ../pwq_warm.k\n")

@@ -221,8 +221,10 @@ def test_options_read_when_python_starts_act_the_same_cold_and_warm(tmp_path, no
     import sys
     expected = int(subprocess.run([sys.executable, "-c", "print(hash('parsl_wq'))"], env=dict(os.environ, **env),
                                   capture_output=True, text=True, check=True).stdout)
+    shell_level = seen["cold"][0]["shlvl"]        # whatever the worker's launcher left: the same warm
     assert seen["warm"] == seen["cold"] == [{"hash": expected, "dont_write_bytecode": 1,
-                                             "ld_library_path": str(tmp_path), "init_mark": "ran"}] * 3
+                                             "ld_library_path": str(tmp_path), "init_mark": "ran",
+                                             "shlvl": shell_level}] * 3
 
 
 NEIGHBOUR = '''

@@ -71,14 +71,14 @@ def task_environment(parsl_resource_specification=ONE_CORE):
 @python_app
 def start_state(parsl_resource_specification=ONE_CORE):
     """What only a Python's start and the shell before it decide: the hash seed, bytecode writing, the loader's
-    path as the process began, and a variable that init_command exported."""
+    path as the process began, a variable that init_command exported, and one the shell may set."""
     import os
     import sys
     with open("/proc/self/environ", "rb") as f:     # the environment this process (or the one it forked from) had
         started_with = dict(entry.split(b"=", 1) for entry in f.read().split(b"\0") if b"=" in entry)
     return {"hash": hash("parsl_wq"), "dont_write_bytecode": sys.flags.dont_write_bytecode,
             "ld_library_path": started_with.get(b"LD_LIBRARY_PATH", b"").decode(),
-            "init_mark": os.environ.get("PWQ_INIT_MARK")}
+            "init_mark": os.environ.get("PWQ_INIT_MARK"), "shlvl": os.environ.get("SHLVL")}
 
 
 @python_app

@@ -4,16 +4,19 @@ A warm task is an ordinary Work Queue task whose command hands the task to
 the warm host of its worker (``parsl_wq.worker.supervisor``), on any engine
 (``task_command``)::
 
-    bash pwq_call.sh ../pwq_warm.KEY || { START; exec "$PY" pwq_worker.pyz warm ../pwq_warm.KEY; }
+    command -v bash >/dev/null && exec bash pwq_call.sh ../pwq_warm.KEY 'HOST'; HOST
+    (HOST: START; exec "$PY" pwq_worker.pyz warm ../pwq_warm.KEY)
 
 The manager puts the task's ``WarmCall`` in the task's environment, as JSON
 (``CALL_VARIABLE``), with the id of its calls file and the limits it learned.
 ``pwq_call.sh`` (``CALLER``) reads the host's port in its folder in the
 worker's workspace (``host_folder``), sends the task's sandbox and the call,
 and prints the host's answer (a ``WarmAnswer`` as JSON, one line), which the
-manager reads in the task's output. Where no host answers, the shell steps
-``START`` (the executor's ``init_command``, the choice of Python) run and the
-task's Python becomes the host (``parsl_wq.worker.caller``), then makes the call.
+manager reads in the task's output. The task's shell becomes ``bash``: one
+process fewer to start. Where no host answers (or the node has no bash), the
+shell steps ``START`` (the executor's ``init_command``, the choice of Python)
+run in ``/bin/sh`` and the task's Python becomes the host
+(``parsl_wq.worker.caller``), then makes the call.
 
 Standard library only: the warm host imports it on the worker.
 """
@@ -57,7 +60,9 @@ def host_folder(key: str) -> str:
 def task_command(folder: str, start: str, program: str) -> str:
     """A warm task's shell command: the call through ``CALLER``; where no host answers, ``start`` (shell steps
     that set PY) and the worker ``program`` started with it, to start a host and make the call."""
-    return f"bash {CALLER} {folder} || {{ {start}exec \"$PY\" {program} warm {folder}; }}"
+    host = f"{start}exec \"$PY\" {program} warm {folder}"
+    quoted = "'" + host.replace("'", "'\\''") + "'"
+    return f"command -v bash >/dev/null && exec bash {CALLER} {folder} {quoted}; {host}"
 
 
 def encode_call(call: WarmCall) -> str:

@@ -1,7 +1,7 @@
 """A warm task where no warm host answers: become the worker's warm host, then make the call.
 
-Run by the warm task's command when ``pwq_call.sh`` fails (exit code 3)
-(no host yet, one that died, or a node without bash)::
+Run by the warm task's command where ``pwq_call.sh`` finds no host that
+answers (no host yet, one that died), or on a node without bash::
 
     python pwq_worker.pyz warm FOLDER        (in the task's sandbox)
 
