@@ -99,11 +99,12 @@ def remove_stale_workspaces():
         pid = path.rsplit("-", 1)[1]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-    # The executor's workers have folders of their own, removed when they end, unless killed with their shell.
+    # The executor's workers have folders of their own, removed when they end, unless killed with their shell:
+    # one whose workers are all gone, or one without a worker yet that is not new (its worker is not starting).
     for path in (p for folder in folders for p in glob.glob(os.path.join(folder, "parsl_wq-worker.*"))):
         pids = [w.rsplit("-", 1)[1] for w in glob.glob(os.path.join(path, f"worker-{os.getuid()}-*"))]
         if not any(pid.isdigit() and psutil.pid_exists(int(pid)) for pid in pids) and \
-                time.time() - os.stat(path).st_mtime > 60:      # not one whose worker is starting now
+                (pids or time.time() - os.stat(path).st_mtime > 60):
             shutil.rmtree(path, ignore_errors=True)
 
 
