@@ -905,3 +905,70 @@ def test_a_warm_tasks_command_hands_its_start_steps_to_pwq_call_sh_intact_or_run
                          env={"PATH": path}).stdout
     host = start + 'exec "$PY" pwq_worker.pyz warm ../pwq_warm.k'
     assert out == (f"bash got: {host}" if bash else "start ran: its a\\b\npwq_worker.pyz warm ../pwq_warm.k\n")
+
+
+def _in_a_fork(work):
+    """Run ``work()`` in a fork of this process; what it returns (bytes)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.write(w, work())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_a_spare_has_the_pages_an_earlier_fork_wrote_copied_before_its_call():
+    import ctypes
+    import resource
+    from parsl_wq.worker import pages
+    size = 256 * pages.PAGE
+    buffer = bytearray(size)          # present in this process, shared with its forks until they write
+    start = ctypes.addressof((ctypes.c_char * size).from_buffer(buffer))
+    first_page = -(-start // pages.PAGE) * pages.PAGE
+    pages_of_buffer = (start + size - first_page) // pages.PAGE
+
+    def write_all():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for offset in range(first_page - start, size, pages.PAGE):
+            buffer[offset] = 1
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    def learn():
+        mappings = pages.writable_mappings()
+        write_all()
+        return pages.encode(pages.written(mappings))
+    runs = pages.decode(_in_a_fork(learn))
+    learned = {run_start + i * pages.PAGE for run_start, count in runs for i in range(count)}
+    assert {first_page + i * pages.PAGE for i in range(pages_of_buffer)} <= learned
+
+    idle_r, idle_w = os.pipe()      # no call comes
+    try:
+        def copied_then_written():
+            copied = pages.copy_ahead([(pages.PAGE, 4)] + runs, idle_r)     # a run not mapped is skipped
+            return b"%d %d" % (copied, write_all())
+        copied, faults_after_copy = map(int, _in_a_fork(copied_then_written).split())
+        faults_without = int(_in_a_fork(lambda: b"%d" % write_all()))
+        os.write(idle_w, b"{}")     # a call came: nothing more is copied
+        stopped = int(_in_a_fork(lambda: b"%d" % pages.copy_ahead(runs, idle_r)))
+    finally:
+        os.close(idle_r)
+        os.close(idle_w)
+    assert faults_without >= pages_of_buffer
+    assert copied == len(runs) + 1 and faults_after_copy < pages_of_buffer // 8, (copied, faults_after_copy)
+    assert stopped == 0
+
+
+def test_pages_travel_as_runs_and_a_bad_line_is_refused():
+    from parsl_wq.worker import pages
+    runs = [(0x7f0000001000, 3), (0x55aa000, 1)]
+    assert pages.decode(pages.encode(runs)) == runs
+    assert pages.decode(b"") == []
+    with pytest.raises(ValueError):
+        pages.decode(b"7f00:zz")

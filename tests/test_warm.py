@@ -55,6 +55,15 @@ def test_an_import_is_paid_once_per_warm_process(warm, tmp_path):
     assert all(imported_in == host and pid != host for pid, imported_in in calls[1:])
 
 
+def test_a_chain_of_apps_on_a_two_core_worker_stays_on_one_warm_process(warm):
+    """Each call goes to the warm process that answered last, which says it is idle as soon as it has answered,
+    before it reaps its app process and learns the pages that app wrote: a call handed to another warm process
+    would pay the chain's imports again."""
+    warm(cores=2)
+    hosts = [warm_apps.parent_pid().result(timeout=TIMEOUT) for _ in range(20)]
+    assert len(set(hosts)) == 1, hosts
+
+
 def test_apps_do_not_see_what_earlier_apps_changed(warm):
     warm(cores=1)
     assert warm_apps.change_everything().result(timeout=TIMEOUT) == "changed"

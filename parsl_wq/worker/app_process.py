@@ -1,6 +1,7 @@
 """The app process: forked from the warm host ahead of its call (a spare), it runs one task's apps.
 
-The host hands it an ``AppCall`` on a pipe. It moves into the task's sandbox,
+While it waits, it copies the pages that an earlier app process wrote
+(``pages``). The host hands it an ``AppCall`` on a pipe. It moves into the task's sandbox,
 sends its output to ``pwq_output``, sets the task's environment and runs the
 runner there on the task's calls file, as a cold task would. While it runs it
 reports, on a second pipe, each module it imports and each function file it
@@ -13,13 +14,15 @@ import importlib
 import json
 import os
 import resource
+import select
 import signal
 import sys
+import time
 from collections import namedtuple
 
 from ..protocol.sandbox import CALLS, EXIT_RUNNER_FAILED, RESULTS
 from ..protocol.warm import WarmCall
-from . import runner
+from . import pages, runner
 from .processes import die_with_parent, read_all
 
 OUTPUT = "pwq_output"        # the apps' stdout and stderr, in the task's sandbox
@@ -31,14 +34,16 @@ AppCall.__doc__ = """What the host tells an app process (JSON on a pipe): the ta
 class Spare:
     """An app process forked ahead of its call: it waits on a pipe for the call, then runs it."""
 
-    def __init__(self, pid, call_w, reports):
+    def __init__(self, pid, call_w, reports, learning):
         self.pid = pid
         self.call_w = call_w
         self.reports = reports
+        self.learning = learning    # it reports the pages it wrote, once it has reported its end
 
     @classmethod
-    def fork(cls, functions, inherited):
-        """Fork a spare that knows ``functions``; it closes the host's ``inherited`` sockets."""
+    def fork(cls, functions, inherited, ahead=(), learning=False):
+        """Fork a spare that knows ``functions`` and copies the pages of ``ahead`` while it waits (``pages``);
+        it closes the host's ``inherited`` sockets."""
         call_r, call_w = os.pipe()
         reports_r, reports_w = os.pipe()
         pid = os.fork()
@@ -48,10 +53,10 @@ class Spare:
                     sock.close()
             os.close(call_w)
             os.close(reports_r)
-            app_process(functions, call_r, reports_w)
+            app_process(functions, call_r, reports_w, ahead, learning)
         os.close(call_r)
         os.close(reports_w)
-        return cls(pid, call_w, Reports(reports_r))
+        return cls(pid, call_w, Reports(reports_r), learning)
 
     def start(self, sandbox, call):
         message = json.dumps(AppCall(sandbox, call._asdict())._asdict()).encode()
@@ -67,12 +72,14 @@ class Reports:
 
     FUNCTION_LOADED = b"=function-loaded "
     DONE = b"=done "
+    PAGES = b"=pages "
 
     def __init__(self, fd):
         self.fd = fd
         self.partial = b""
         self.functions_loaded = []
         self.done = None    # (exit code, CPU seconds, peak resident KB) that the app process reported as it ended
+        self.pages = None   # the runs of pages it wrote (``pages.written``), if it was a learning spare
 
     def fileno(self):
         return self.fd
@@ -96,6 +103,12 @@ class Reports:
                 except ValueError:      # not the app process's own line: wait for its exit
                     pass
                 continue
+            if line.startswith(self.PAGES):
+                try:
+                    self.pages = pages.decode(line[len(self.PAGES):])
+                except ValueError:
+                    self.pages = []
+                continue
             try:
                 importlib.import_module(line.decode())
             except BaseException:      # a module the host cannot import stays the app's own
@@ -108,20 +121,34 @@ class Reports:
         while self.read():
             pass
 
+    def wait_for_pages(self, seconds):
+        """The runs of pages a learning app process sends after its end (None if it sends none in time)."""
+        os.set_blocking(self.fd, False)
+        deadline = time.monotonic() + seconds
+        while self.pages is None and time.monotonic() < deadline:
+            readable, _, _ = select.select([self.fd], [], [], max(deadline - time.monotonic(), 0))
+            if readable and not self.read():
+                break
+        return self.pages
+
     def close(self):
         os.close(self.fd)
 
 
-def app_process(functions, call_r, reports_w):
+def app_process(functions, call_r, reports_w, ahead=(), learning=False):
     """The forked app process: wait for the call, run the runner in the task's sandbox as a cold task would.
 
     Never returns. Without a call (the host is stopping), it exits.
     """
     status = EXIT_RUNNER_FAILED
+    mappings = None
     try:
         os.setpgid(0, 0)        # the host stops the app and everything it started together
         die_with_parent()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)      # the host's own handler is not the app's
+        if learning:
+            mappings = pages.writable_mappings()    # the host's, as forked: what a later spare has too
+        pages.copy_ahead(ahead, call_r)
         message = read_all(call_r)
         if not message:
             os._exit(0)
@@ -141,6 +168,9 @@ def app_process(functions, call_r, reports_w):
         traceback.print_exc()
     runner.flush_output()
     report_done(reports_w, status)
+    if learning:        # after the end is reported: off the task's path
+        written = pages.written(mappings) if mappings and status == 0 else []
+        report_line(reports_w, Reports.PAGES + pages.encode(written))
     os._exit(status)
 
 
@@ -167,16 +197,21 @@ def reporter(fd):
     os.set_blocking(fd, False)
 
     def report(line):
-        try:
-            os.write(fd, line + b"\n")
-        except OSError:
-            pass
+        report_line(fd, line)
 
     def hook(event, args):
         if event == "import" and args[0] not in sys.modules:
             report(args[0].encode())
     sys.addaudithook(hook)
     return report
+
+
+def report_line(fd, line):
+    """Best effort: a line that does not fit in the pipe at once is cut short, and the host ignores it."""
+    try:
+        os.write(fd, line + b"\n")
+    except OSError:
+        pass
 
 
 def redirect_output(path):

@@ -13,7 +13,8 @@ worker's workspace, as many as the worker runs warm calls at once::
    task's sandbox and its ``WarmCall`` (``parsl_wq.protocol.warm``), one line
    each.
 2. The host has forked the app process ahead of the call (a spare, so the
-   fork is off the call's path) and hands it the call. The app process runs
+   fork is off the call's path; while it waits, it has the kernel copy the
+   pages that an earlier app process wrote, ``pages.py``) and hands it the call. The app process runs
    the task's calls file in its sandbox: one app, or a bundle of apps run one
    after the other, reading and writing the same files as in a cold task.
    The host waits for it, measures it, and stops it past a declared memory or
@@ -53,7 +54,7 @@ import time
 from collections import namedtuple
 
 from ..protocol.warm import WarmAnswer, WarmCall, decode_call, encode_answer
-from . import runner
+from . import pages, runner
 from .app_process import OUTPUT, Spare
 from .packed import PackedHosts, receive_connection, receive_handed
 from .processes import die_with_parent, folder_size, group_memory, kill_group, peer_uid, tail
@@ -62,6 +63,7 @@ OUTPUT_TAIL = 4000           # characters of output sent back
 CALL_TIMEOUT = 5             # seconds a connection may take to send its call: pwq_call.sh sends it at once
 CALL_MAX = 1 << 20           # the longest line of a call
 IDLE = b"-"                  # what a host tells whoever hands it calls, once it has answered one
+PAGES_TIMEOUT = 0.5          # seconds a learning app process has, after its answer, to say what pages it wrote
 
 
 class Host:
@@ -73,8 +75,11 @@ class Host:
         self.functions = {}     # function file name -> function, loaded after an app used it
         self.spare = None
         self.running = None     # the app process of the call being served
-        self.exiting = None     # the app process of the call just answered, until it is reaped
+        self.exiting = None     # the Spare of the call just answered, until its process is reaped
+        self.calls = 0          # calls served; the spares of the 1st, 2nd, 4th, ... learn what pages they write
+        self.ahead = []         # the runs of pages that the last learning spare wrote (``pages``)
         self.packed = PackedHosts(folder, program)
+        pages.prepare()
         self.channel = None     # where calls come from: the supervisor, or (packed) the first host
         signal.signal(signal.SIGTERM, self.stop)
 
@@ -85,7 +90,9 @@ class Host:
         os._exit(0)
 
     def fork_spare(self):
-        return Spare.fork(self.functions, (self.channel,))
+        """The next call's app process, forked now; the ``pages`` it copies ahead are the last ones learned."""
+        number = self.calls + 1
+        return Spare.fork(self.functions, (self.channel,), self.ahead, learning=number & (number - 1) == 0)
 
     def serve_supervised(self, channel):
         """Serve the connections that the supervisor hands over, one at a time; say IDLE after each."""
@@ -102,6 +109,7 @@ class Host:
                 except (OSError, ValueError, TypeError) as e:   # the task's side went away, or sent no good call
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
             channel.send(IDLE)
+            self.reap()     # after IDLE: a call that comes meanwhile waits for this host, not for a cold one
 
     def serve(self, connection):
         """One call: greet, read the sandbox and the call; run it; answer."""
@@ -120,10 +128,7 @@ class Host:
                 return
         else:
             answer = self.run(sandbox, call, connection)
-        try:
-            send_answer(connection, answer)
-        finally:
-            self.reap()
+        send_answer(connection, answer)
 
     def serve_handed(self, channel):
         """A packed environment's host: serve the calls that the first host hands over, with their connections."""
@@ -139,23 +144,28 @@ class Host:
                     send_answer(connection, self.run(handed.sandbox, WarmCall(**handed.call), connection))
                 except OSError as e:
                     sys.stderr.write("parsl_wq warm host: %s\n" % e)
-                finally:
-                    self.reap()
             channel.send(IDLE)
+            self.reap()
 
     def run(self, sandbox, call, connection):
         spare, self.spare = self.spare or self.fork_spare(), None
+        self.calls += 1
         started = time.time()
         self.running = spare.pid
         spare.start(sandbox, call)
         try:
             ended = watch(spare.pid, connection, call.limits or {}, call.interval or 1, spare.reports)
+        except BaseException:
+            spare.reports.close()
+            raise
         finally:
             self.running = None
-            spare.reports.close()
         wall = max(time.time() - started, 1e-6)
-        if not ended.reaped:
-            self.exiting = spare.pid
+        if ended.reaped:
+            self.learned(spare, spare.reports.pages)
+            spare.reports.close()
+        else:
+            self.exiting = spare
         code, measured, exceeded = ended.code, ended.measured, ended.exceeded
         if code == 0 and not exceeded:
             for function_name in spare.reports.functions_loaded:
@@ -167,10 +177,22 @@ class Host:
         return WarmAnswer(code, tail(os.path.join(sandbox, OUTPUT), OUTPUT_TAIL), measured, exceeded)
 
     def reap(self):
-        """Once the task has its answer: reap the app process that reported its end before it exited."""
+        """Once the task has its answer: reap the app process that reported its end before it exited (a
+        learning one once it has said what pages it wrote)."""
         if self.exiting is not None:
-            pid, self.exiting = self.exiting, None
-            reap_exiting(pid)
+            spare, self.exiting = self.exiting, None
+            if not spare.learning and self.spare is None:
+                self.spare = self.fork_spare()      # while the last app process's memory is still being freed
+            try:
+                if spare.learning:
+                    self.learned(spare, spare.reports.wait_for_pages(PAGES_TIMEOUT))
+            finally:
+                reap_exiting(spare.pid)
+                spare.reports.close()
+
+    def learned(self, spare, runs):
+        if spare.learning and runs:     # none: the app failed, or its pages could not be read; keep the last
+            self.ahead = runs
 
     def load_function(self, sandbox, function_name):
         """Keep a function that an app process loaded without trouble, for the next apps' forks."""
