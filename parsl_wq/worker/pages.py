@@ -19,7 +19,8 @@ One call's app process writes much the same pages as the next one's. So:
 
 The copies are the same the app would have made; they are made before the
 call instead of on its path. Resident memory (what the host measures) is the
-same either way. Where there is no pagemap or the kernel refuses the advice,
+same either way for a copy; the pages an earlier app allocated in the host's
+mappings (at most MOST_PAGES in all) are resident in each spare before its call. Where there is no pagemap or the kernel refuses the advice,
 nothing is learned or copied and apps run as before.
 
 Standard library only.
@@ -36,7 +37,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # (Documentation/admin-guide/mm/pagemap.rst). Both are in the entry's top byte: 0x80 and 0x01.
 TOP_BYTE = 7 if sys.byteorder == "little" else 0
 BOTH_SET = bytes(b"1"[0] if byte & 0x81 == 0x81 else b"0"[0] for byte in range(256))
-MOST_PAGES = 1 << 16            # pages learned at most (256 MB of 4 KB pages): beyond, an app rewrote its memory
+MOST_PAGES = 1 << 13            # pages learned at most (32 MB of 4 KB pages): past it, an app rewrote the host's
+                                # memory, and copying that much ahead for every spare would only burn the node's CPU
 RUNS_AT_A_TIME = 16             # runs copied between two looks at the call pipe
 
 
