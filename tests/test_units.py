@@ -3,6 +3,7 @@
 import io
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -928,6 +929,8 @@ def test_a_spare_has_the_pages_an_earlier_fork_wrote_copied_before_its_call():
     import ctypes
     import resource
     from parsl_wq.worker import pages
+    if pages.prepare() is None:
+        pytest.skip("this kernel does not take madvise(MADV_POPULATE_WRITE) (Linux 5.14)")
     size = 256 * pages.PAGE
     buffer = bytearray(size)          # present in this process, shared with its forks until they write
     start = ctypes.addressof((ctypes.c_char * size).from_buffer(buffer))
@@ -972,3 +975,23 @@ def test_pages_travel_as_runs_and_a_bad_line_is_refused():
     assert pages.decode(b"") == []
     with pytest.raises(ValueError):
         pages.decode(b"7f00:zz")
+
+
+def test_where_the_kernel_refuses_the_advice_nothing_is_copied_ahead(monkeypatch):
+    from parsl_wq.worker import pages
+    refuses = lambda *args: -1      # noqa: E731  (a kernel before 5.14: EINVAL)
+    assert not pages.knows_populate_write(refuses)
+    release = tuple(int(n) for n in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+    if release >= (5, 14):      # the kernel that has the advice says so
+        import ctypes
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        assert pages.knows_populate_write(madvise)
+    monkeypatch.setattr(pages, "_madvise", False)   # what prepare() keeps after such an answer
+    r, w = os.pipe()
+    try:
+        assert pages.prepare() is None
+        assert pages.copy_ahead([(pages.PAGE, 4)], r) == 0
+    finally:
+        os.close(r)
+        os.close(w)

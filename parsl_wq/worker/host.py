@@ -79,7 +79,7 @@ class Host:
         self.calls = 0          # calls served; the spares of the 1st, 2nd, 4th, ... learn what pages they write
         self.ahead = []         # the runs of pages that the last learning spare wrote (``pages``)
         self.packed = PackedHosts(folder, program)
-        pages.prepare()
+        self.copies_ahead = pages.prepare() is not None     # else no spare learns what pages it wrote
         self.channel = None     # where calls come from: the supervisor, or (packed) the first host
         signal.signal(signal.SIGTERM, self.stop)
 
@@ -92,7 +92,8 @@ class Host:
     def fork_spare(self):
         """The next call's app process, forked now; the ``pages`` it copies ahead are the last ones learned."""
         number = self.calls + 1
-        return Spare.fork(self.functions, (self.channel,), self.ahead, learning=number & (number - 1) == 0)
+        return Spare.fork(self.functions, (self.channel,), self.ahead,
+                          learning=self.copies_ahead and number & (number - 1) == 0)
 
     def serve_supervised(self, channel):
         """Serve the connections that the supervisor hands over, one at a time; say IDLE after each."""

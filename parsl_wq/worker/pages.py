@@ -97,16 +97,26 @@ _madvise = None
 
 
 def prepare():
-    """Load ``madvise`` in the host, once, so that its spares do not import ctypes each (None where it cannot)."""
+    """Load ``madvise`` in the host, once, so that its spares do not import ctypes each; None where it cannot,
+    or where the kernel does not know the advice (before Linux 5.14: then nothing is worth learning)."""
     global _madvise
     if _madvise is None:
         try:
             import ctypes
-            _madvise = ctypes.CDLL(None, use_errno=True).madvise
-            _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            madvise = ctypes.CDLL(None, use_errno=True).madvise
+            madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            _madvise = madvise if knows_populate_write(madvise) else False
         except (ImportError, OSError, AttributeError):
             _madvise = False
     return _madvise or None
+
+
+def knows_populate_write(madvise):
+    """Whether the kernel takes the advice: asked for one page of this process's own memory."""
+    import ctypes
+    buffer = bytearray(2 * PAGE)
+    start = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+    return madvise(-(-start // PAGE) * PAGE, PAGE, MADV_POPULATE_WRITE) == 0
 
 
 def copy_ahead(runs, call_fd):
