@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -995,3 +996,43 @@ def test_where_the_kernel_refuses_the_advice_nothing_is_copied_ahead(monkeypatch
     finally:
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("reports_its_end", [True, False])
+def test_the_cpu_a_spare_used_before_its_call_is_not_counted_as_the_apps(reports_its_end):
+    """A spare copies pages ahead while it waits (CPU time of its own); cores = CPU / wall must not count it,
+    whether the app process reports its end or is reaped: a light app measured at 3 cores got a label no
+    2-core worker could take, and waited for ever."""
+    from parsl_wq.worker.app_process import Reports
+    from parsl_wq.worker.host import watch
+    reports_r, reports_w = os.pipe()
+    task_side, host_side = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(reports_w, b"=called 0.5\n")
+            if reports_its_end:
+                os.write(reports_w, b"=done 0 0.75 1000\n")
+                time.sleep(5)       # still exiting when the host answers
+            else:
+                deadline = time.process_time() + 0.1    # CPU of its own, less than it said it had used before
+                while time.process_time() < deadline:
+                    pass
+        finally:
+            os._exit(0)
+    os.close(reports_w)
+    reports = Reports(reports_r)
+    try:
+        ended = watch(pid, host_side, {}, 1, reports)
+    finally:
+        if reports_its_end:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        reports.close()
+        task_side.close()
+        host_side.close()
+    assert ended.reaped is not reports_its_end
+    if reports_its_end:
+        assert ended.cpu == pytest.approx(0.25)
+    else:
+        assert ended.cpu == 0.0         # 0.1 s used in all, 0.5 s of it before the call

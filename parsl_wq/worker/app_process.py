@@ -72,6 +72,7 @@ class Reports:
 
     FUNCTION_LOADED = b"=function-loaded "
     DONE = b"=done "
+    CALLED = b"=called "
     PAGES = b"=pages "
 
     def __init__(self, fd):
@@ -79,6 +80,7 @@ class Reports:
         self.partial = b""
         self.functions_loaded = []
         self.done = None    # (exit code, CPU seconds, peak resident KB) that the app process reported as it ended
+        self.cpu_before_call = 0.0  # CPU seconds it had used when its call came, which are not the app's
         self.pages = None   # the runs of pages it wrote (``pages.written``), if it was a learning spare
 
     def fileno(self):
@@ -101,6 +103,12 @@ class Reports:
                     code, cpu, peak = line[len(self.DONE):].split()
                     self.done = (int(code), float(cpu), int(peak))
                 except ValueError:      # not the app process's own line: wait for its exit
+                    pass
+                continue
+            if line.startswith(self.CALLED):
+                try:
+                    self.cpu_before_call = float(line[len(self.CALLED):])
+                except ValueError:
                     pass
                 continue
             if line.startswith(self.PAGES):
@@ -152,6 +160,8 @@ def app_process(functions, call_r, reports_w, ahead=(), learning=False):
         message = read_all(call_r)
         if not message:
             os._exit(0)
+        # The CPU time spent so far (copying pages ahead) is not the app's: the host takes it off what it reports.
+        report_line(reports_w, b"%s%r" % (Reports.CALLED, cpu_seconds()))
         app_call = AppCall(**json.loads(message))
         sandbox, call = app_call.sandbox, WarmCall(**app_call.call)
         os.chdir(sandbox)
@@ -179,12 +189,17 @@ def report_done(fd, status):
     without waiting for the kernel to take a large address space down (a millisecond, with pandas loaded).
     Where the line does not fit in the pipe, the host waits for the exit instead."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
-    line = b"%s%d %r %d\n" % (Reports.DONE, status, cpu, max(me.ru_maxrss, children.ru_maxrss))
+    line = b"%s%d %r %d\n" % (Reports.DONE, status, cpu_seconds(), max(me.ru_maxrss, children.ru_maxrss))
     try:
         os.write(fd, line)
     except OSError:
         pass
+
+
+def cpu_seconds():
+    """CPU seconds this process and its reaped children used so far."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def reporter(fd):

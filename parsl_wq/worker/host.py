@@ -252,7 +252,8 @@ def watch(pid, connection, limits, interval, reports):
             if ended:
                 reports.drain()
                 code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-                return Ended(code, rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss, measured, exceeded, True)
+                cpu = rusage.ru_utime + rusage.ru_stime - reports.cpu_before_call
+                return Ended(code, max(cpu, 0.0), rusage.ru_maxrss, measured, exceeded, True)
             readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if pidfd is None else timeout)
             if connection in readable:      # the task's command ended: Work Queue cancelled the task
                 kill_group(pid)
@@ -260,7 +261,8 @@ def watch(pid, connection, limits, interval, reports):
             if reports in readable and not reports.read():
                 waitables.remove(reports)
             if reports.done is not None and not exceeded:
-                return Ended(*reports.done, measured, exceeded, False)
+                code, cpu, peak = reports.done
+                return Ended(code, max(cpu - reports.cpu_before_call, 0.0), peak, measured, exceeded, False)
             if limits.get("memory") and time.time() >= next_sample:    # not at each import the app reports
                 next_sample = time.time() + interval
                 memory = group_memory(pid)
