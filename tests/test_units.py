@@ -876,6 +876,21 @@ def test_labels_wait_for_the_window_leave_declared_resources_and_keep_under_the_
     assert learning.Labels("fixed", 1).label("c", {}) == {}
 
 
+@pytest.mark.parametrize("mode", ["max-seen", "max-throughput"])
+def test_a_label_never_passes_the_largest_worker_seen(mode):
+    """Measured cores can pass a worker's (an app that runs more threads than it declared): a label of 4 cores
+    would leave the category's tasks waiting for ever on 2-core workers. Work Queue caps it at the largest
+    worker seen (category.c, max_worker), and so does the manager."""
+    from parsl_wq.manager import learning
+    labels = learning.Labels(mode, window=1)
+    labels.measured("c", {"cores": 3.4, "memory": 700.0, "disk": 1.0, "wall_time": 1.0})
+    assert labels.label("c", {})["cores"] == 4                 # no worker seen yet: nothing to cap by
+    labels.worker_seen({"cores": 2, "memory": 800, "disk": 4000, "gpus": 0})
+    labels.worker_seen({"cores": 1, "memory": 600, "disk": 100})
+    # max-seen: 700 MB + a third of a bucket, rounded up, is 1000 MB: capped too; max-throughput: 750 MB
+    assert labels.label("c", {}) == {"cores": 2, "memory": 800 if mode == "max-seen" else 750, "disk": 250}
+
+
 @pytest.mark.parametrize("alive", [True, False], ids=["worker-is-an-ancestor", "worker-is-gone"])
 def test_the_warm_caller_finds_its_worker_among_its_ancestors_by_the_workspace_name(tmp_path, alive):
     """The caller's worker is the one its workspace is named after (worker-UID-PID), while it is an ancestor;

@@ -16,7 +16,9 @@ itself, by Work Queue's own rules (cctools ``dttools/src/category.c``):
   bucket, rounded up to a bucket (1 core, 250 MB); "max-throughput" the
   bucket that maximises the tasks finished per unit of time, counting the
   tasks that outgrow it and run again at the maximum;
-- labels never pass the category's maximum (``category_max_resources``);
+- labels never pass the category's maximum (``category_max_resources``), nor
+  the largest worker seen (Work Queue's ``current_max_worker``): a label no
+  worker can take would leave its tasks waiting for ever;
 - a task whose apps outgrow their learned memory is stopped by its host and
   runs again with the category's maximum, else the whole worker, without
   counting against ``max_retries`` (Work Queue's retry at MAX_RESOURCES).
@@ -85,9 +87,16 @@ class Labels:
         self.window = window
         self.maximum = maximum or {}
         self.seen: Dict[str, Dict[str, List[Tuple[float, float]]]] = {}     # category -> resource -> [(v, s)]
+        self.largest: Dict[str, float] = {}     # resource -> the most a worker seen so far had of it
 
     def learning(self) -> bool:
         return self.mode in ("max-seen", "max-throughput")
+
+    def worker_seen(self, resources: Mapping[str, float]) -> None:
+        """A worker with ``resources`` (cores, memory MB, disk MB) joined."""
+        for resource in LABELLED:
+            if resources.get(resource, 0) > self.largest.get(resource, 0):
+                self.largest[resource] = resources[resource]
 
     def measured(self, category: str, usage: Mapping[str, float]) -> None:
         """A task of ``category`` succeeded, using ``usage`` (cores, memory MB, disk MB, wall_time s)."""
@@ -115,6 +124,8 @@ class Labels:
             value = max_seen(values, bucket) if self.mode == "max-seen" else max_throughput(values, bucket, top)
             if maximum.get(resource):
                 value = min(value, maximum[resource])
+            if self.largest.get(resource):
+                value = min(value, int(self.largest[resource]))
             label[resource] = max(value, 1)
         return label
 

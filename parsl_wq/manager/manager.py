@@ -420,6 +420,9 @@ class Manager:
             return False
         category = apps[0].category
         if done.result_name == results.SUCCESS and done.exit_code == 0:
+            self.queue_state.workers.update()       # the worker that ran it is known by now
+            for worker in self.queue_state.workers.connected():
+                self.labels.worker_seen(worker)
             before = self.labels.label(category, {})
             self.labels.measured(category, done.usage.measured)
             if self.labels.label(category, {}) != before:
