@@ -67,6 +67,7 @@ bench: setup
 	$(WITH_ENGINE) $(PY) benchmarks/pack.py
 	$(WITH_ENGINE) $(PY) benchmarks/peaks.py
 	$(WITH_ENGINE) $(PY) benchmarks/warm.py
+	$(WITH_ENGINE) $(PY) benchmarks/chain_stages.py
 	$(WITH_ENGINE) $(PY) benchmarks/large_data.py
 
 clean:

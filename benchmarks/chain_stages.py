@@ -26,6 +26,10 @@ app`` (the task on the worker until the app's first statement: the sandbox,
 the task's shell, the warm process, the fork), ``app to manager`` (the app's
 last statement -> the manager has the result) and ``manager to future``.
 Rows are those of ``warm.py``: the executors, workers and resources are the same.
+One more row, ``work-queue``, is the floor under every Work Queue row: Work
+Queue alone (its Python module, no Parsl), one task after the other on a
+2-core worker of its own, each running ``true`` with a small input and output
+file, as a warm task has; its link is from ``submit`` to ``wait`` returning it.
 """
 
 import argparse
@@ -138,6 +142,41 @@ def measure(row, args, folder):
     return statistics.median(walls), links
 
 
+def work_queue_floor(args, folder):
+    """Seconds per task of ``args.chain`` Work Queue tasks run one after the other, ``--rounds`` times."""
+    import subprocess
+    from parsl_wq.engine import load_work_queue
+    wq = load_work_queue()
+    queue = wq.WorkQueue(0)
+    worker = subprocess.Popen(["work_queue_worker", "--cores", "2", "--workdir", folder, "--timeout", "60",
+                               "127.0.0.1", str(queue.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    source = os.path.join(folder, "input")
+    with open(source, "w") as f:
+        f.write("x" * 200)
+    try:
+        walls = []
+        for round_number in range(args.rounds + 1):     # the first round waits for the worker
+            start = time.perf_counter()
+            for i in range(args.chain):
+                task = wq.Task("true > output")
+                task.specify_cores(1)
+                task.specify_memory(100)
+                task.specify_disk(100)
+                task.specify_input_file(source, "input", cache=False)
+                task.specify_output_file(os.path.join(folder, "output"), "output", cache=False)
+                queue.submit(task)
+                deadline = time.monotonic() + args.timeout
+                while queue.wait(1) is None:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"a Work Queue task took over {args.timeout:.0f} s")
+            if round_number:
+                walls.append(time.perf_counter() - start)
+        return statistics.median(walls)
+    finally:
+        worker.kill()
+        worker.wait()
+
+
 def median_ms(links, stage):
     values = [link[stage] for link in links if stage in link]
     return f"{statistics.median(values) * 1000:.2f}" if values else "-"
@@ -147,10 +186,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chain", type=int, default=50, help="dependent apps in a chain (default 50)")
     parser.add_argument("--rounds", type=int, default=3, help="chains timed after the first (default 3)")
-    parser.add_argument("--only", default="htex,parsl_wq-warm",
-                        type=lambda t: warm.names(t, [r.name for r in warm.ROWS]),
-                        help="rows, comma-separated (default htex,parsl_wq-warm): "
-                             + ", ".join(r.name for r in warm.ROWS))
+    rows = [r.name for r in warm.ROWS] + ["work-queue"]
+    parser.add_argument("--only", default="htex,parsl_wq-warm,work-queue", type=lambda t: warm.names(t, rows),
+                        help="rows, comma-separated (default htex,parsl_wq-warm,work-queue): " + ", ".join(rows))
     parser.add_argument("--timeout", type=float, default=600, help="seconds a chain may take (default 600)")
     args = parser.parse_args(argv)
     print(f"Work Queue engine: {describe_engine()}", flush=True)
@@ -168,6 +206,13 @@ def main(argv=None):
                 continue
             lines.append([row.title, f"{wall:.3f}", f"{wall / args.chain * 1000:.2f}"]
                          + [median_ms(links, s) for s in STAGES + WQ_STAGES])
+        if "work-queue" in args.only:
+            print("running work-queue ...", file=sys.stderr, flush=True)
+            floor_folder = os.path.join(folder, "work-queue")
+            os.makedirs(floor_folder)
+            wall = work_queue_floor(args, floor_folder)
+            lines.append(["Work Queue alone: `true`, one input, one output", f"{wall:.3f}",
+                          f"{wall / args.chain * 1000:.2f}"] + ["-"] * (len(STAGES) + len(WQ_STAGES)))
     widths = [max(len(line[i]) for line in [header] + lines if i < len(line)) for i in range(len(header))]
     for line in [header, ["-" * w for w in widths]] + lines:
         print("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
