@@ -822,6 +822,7 @@ def test_the_worker_log_follows_joins_resources_tasks_and_departures(tmp_path):
     joined, left = log.take_changes()
     assert [w["id"] for w in joined] == ["w-2"] and [(w["id"], w["left"]) for w in left] == [("w-1", 1.7)]
     assert log.take_changes() == ([], [])
+    assert log.largest == {"cores": 2, "memory": 2000, "disk": 5000}     # w-1's, though it left
 
 
 def test_the_run_status_counts_apps_and_keeps_the_last_failures(tmp_path):
@@ -882,11 +883,11 @@ def test_a_label_never_passes_the_largest_worker_seen(mode):
     would leave the category's tasks waiting for ever on 2-core workers. Work Queue caps it at the largest
     worker seen (category.c, max_worker), and so does the manager."""
     from parsl_wq.manager import learning
-    labels = learning.Labels(mode, window=1)
+    largest = {}        # the manager's WorkerLog.largest, filled as workers join
+    labels = learning.Labels(mode, window=1, largest=largest)
     labels.measured("c", {"cores": 3.4, "memory": 700.0, "disk": 1.0, "wall_time": 1.0})
     assert labels.label("c", {})["cores"] == 4                 # no worker seen yet: nothing to cap by
-    labels.worker_seen({"cores": 2, "memory": 800, "disk": 4000, "gpus": 0})
-    labels.worker_seen({"cores": 1, "memory": 600, "disk": 100})
+    largest.update(cores=2, memory=800, disk=4000, gpus=0)
     # max-seen: 700 MB + a third of a bucket, rounded up, is 1000 MB: capped too; max-throughput: 750 MB
     assert labels.label("c", {}) == {"cores": 2, "memory": 800 if mode == "max-seen" else 750, "disk": 250}
 

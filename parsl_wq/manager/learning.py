@@ -82,21 +82,16 @@ def max_throughput(values: List[Tuple[float, float]], bucket: int, top: float) -
 class Labels:
     """What the warm hosts measured per category, and the allocation a new task of it gets."""
 
-    def __init__(self, mode: str, window: int, maximum: Mapping[str, Mapping[str, int]] = None):
+    def __init__(self, mode: str, window: int, maximum: Mapping[str, Mapping[str, int]] = None,
+                 largest: Mapping[str, float] = None):
         self.mode = mode
         self.window = window
         self.maximum = maximum or {}
         self.seen: Dict[str, Dict[str, List[Tuple[float, float]]]] = {}     # category -> resource -> [(v, s)]
-        self.largest: Dict[str, float] = {}     # resource -> the most a worker seen so far had of it
+        self.largest = largest if largest is not None else {}   # resource -> the most a worker seen had of it
 
     def learning(self) -> bool:
         return self.mode in ("max-seen", "max-throughput")
-
-    def worker_seen(self, resources: Mapping[str, float]) -> None:
-        """A worker with ``resources`` (cores, memory MB, disk MB) joined."""
-        for resource in LABELLED:
-            if resources.get(resource, 0) > self.largest.get(resource, 0):
-                self.largest[resource] = resources[resource]
 
     def measured(self, category: str, usage: Mapping[str, float]) -> None:
         """A task of ``category`` succeeded, using ``usage`` (cores, memory MB, disk MB, wall_time s)."""

@@ -120,13 +120,13 @@ class Manager:
         self.task_numbers = itertools.count()
         self.run_token = secrets.token_hex(8)   # in each calls file's id: another run's file is never taken for ours
         self.factory_group: Optional[int] = None     # the executor's work_queue_factory, if it started one
-        # Warm tasks in a learning mode are sized here, from what the warm hosts measured.
-        self.labels = Labels(config.allocation_mode, config.autolabel_window or 1,
-                             config.category_max_resources) if config.warm and config.monitor else None
         self.at_maximum: Dict[int, int] = {}         # by app id: times its warm task outgrew its learned label
         self.canceled_ready: List[object] = []       # waiting tasks taken back (``relabel``), never freed
         self.ready_state = getattr(wq, "WORK_QUEUE_TASK_READY", None)
         self.queue_state = QueueStateSender(self, os.path.join(config.log_dir, "transactions.log"))
+        # Warm tasks in a learning mode are sized here, from what the warm hosts measured.
+        self.labels = Labels(config.allocation_mode, config.autolabel_window or 1, config.category_max_resources,
+                             self.queue_state.workers.largest) if config.warm and config.monitor else None
 
     def serve(self) -> bool:
         """Submit what arrives, report what finishes, until told to stop.
@@ -420,9 +420,7 @@ class Manager:
             return False
         category = apps[0].category
         if done.result_name == results.SUCCESS and done.exit_code == 0:
-            self.queue_state.workers.update()       # the worker that ran it is known by now
-            for worker in self.queue_state.workers.connected():
-                self.labels.worker_seen(worker)
+            self.queue_state.workers.update()       # the labels' largest worker: the one that ran it is known by now
             before = self.labels.label(category, {})
             self.labels.measured(category, done.usage.measured)
             if self.labels.label(category, {}) != before:

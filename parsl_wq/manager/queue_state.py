@@ -36,6 +36,7 @@ class WorkerLog:
         self.left: List[Dict] = []
         self.starts: Dict[str, List[Tuple[str, float]]] = {}    # task id -> (worker address, when) of each try
         self.gone: Dict[str, Tuple[float, str]] = {}            # worker address -> (when, reason) it left
+        self.largest: Dict[str, float] = {}     # resource -> the most any worker seen had (Work Queue's max_worker)
 
     def update(self) -> None:
         try:
@@ -78,6 +79,7 @@ class WorkerLog:
             for name in ("cores", "memory", "disk", "gpus"):
                 if name in resources:
                     worker[name] = resources[name][0]
+                    self.largest[name] = max(self.largest.get(name, 0), worker[name])
             if not known and "cores" in worker:
                 self.joined.append(dict(worker))
         elif rest.startswith("DISCONNECTION"):     # "WORKER ID ADDRESS DISCONNECTION REASON"
