@@ -2,7 +2,7 @@
 
     P=~/.cache/parsl_wq/cctools-7.17.1
     PATH=$P/bin:$PATH PYTHONPATH=$(echo $P/lib/python3*/site-packages) \\
-        .venv/bin/python benchmarks/chain_stages.py [--chain 50] [--rounds 3] [--only htex,parsl_wq-warm]
+        .venv/bin/python benchmarks/chain_stages.py [--chain 50] [--rounds 3] [--only htex,parsl_wq-warm,work-queue]
 
 The chain of ``benchmarks/warm.py`` (each app imports pandas and sums a
 100-row DataFrame plus its input), run once to load the imports and then
@@ -36,12 +36,13 @@ import argparse
 import glob
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 import warm     # prepares PATH and PYTHONPATH for the workers before Parsl is imported
-from parsl_wq.engine import describe_engine
+from parsl_wq.engine import describe_engine, load_work_queue
 
 import parsl
 from parsl import python_app
@@ -144,8 +145,6 @@ def measure(row, args, folder):
 
 def work_queue_floor(args, folder):
     """Seconds per task of ``args.chain`` Work Queue tasks run one after the other, ``--rounds`` times."""
-    import subprocess
-    from parsl_wq.engine import load_work_queue
     wq = load_work_queue()
     queue = wq.WorkQueue(0)
     worker = subprocess.Popen(["work_queue_worker", "--cores", "2", "--workdir", folder, "--timeout", "60",
@@ -157,7 +156,7 @@ def work_queue_floor(args, folder):
         walls = []
         for round_number in range(args.rounds + 1):     # the first round waits for the worker
             start = time.perf_counter()
-            for i in range(args.chain):
+            for _ in range(args.chain):
                 task = wq.Task("true > output")
                 task.specify_cores(1)
                 task.specify_memory(100)
@@ -210,9 +209,14 @@ def main(argv=None):
             print("running work-queue ...", file=sys.stderr, flush=True)
             floor_folder = os.path.join(folder, "work-queue")
             os.makedirs(floor_folder)
-            wall = work_queue_floor(args, floor_folder)
-            lines.append(["Work Queue alone: `true`, one input, one output", f"{wall:.3f}",
-                          f"{wall / args.chain * 1000:.2f}"] + ["-"] * (len(STAGES) + len(WQ_STAGES)))
+            title = "Work Queue alone: `true`, one input, one output"
+            try:
+                wall = work_queue_floor(args, floor_folder)
+            except Exception as e:
+                lines.append([title, f"ERROR: {type(e).__name__}: {e}".splitlines()[0][:160]])
+            else:
+                lines.append([title, f"{wall:.3f}", f"{wall / args.chain * 1000:.2f}"]
+                             + ["-"] * (len(STAGES) + len(WQ_STAGES)))
     widths = [max(len(line[i]) for line in [header] + lines if i < len(line)) for i in range(len(header))]
     for line in [header, ["-" * w for w in widths]] + lines:
         print("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
