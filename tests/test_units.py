@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -668,42 +669,113 @@ def test_a_done_line_of_the_wrong_shape_is_ignored_and_the_host_waits_for_the_ex
     reports.close()
 
 
-def test_the_warm_host_drops_a_connection_that_sends_no_call(tmp_path, monkeypatch):
-    import socket
+def test_the_door_takes_pid_and_sandbox_lines_and_refuses_the_rest(tmp_path):
+    from parsl_wq.worker import door
+    assert door.parse_request(b"123 4 /a b/c") == (123, 4, "/a b/c")
+    for line in (b"", b"123", b"123 4", b"123 /tmp", b"123 4 relative", b"1 4 /tmp", b"x 4 /tmp", b"-5 4 /tmp",
+                 b"12 x /tmp", b"12 4 /a\0b"):
+        assert door.parse_request(line) is None, line
+    opened = door.Door(str(tmp_path))
+    try:
+        pid, calls, block, fd, token = door.read_door(str(tmp_path))
+        assert pid == os.getpid() and (calls, block, fd) == (opened.calls_w, opened.block_r, opened.door_fd)
+        assert door.door_open(str(tmp_path)) == (pid, calls, block)
+        assert os.stat(tmp_path / door.DOOR).st_mode & 0o777 == 0o600
+        with open("/proc/%d/fd/%d" % (pid, calls), "wb", buffering=0) as f:     # as pwq_call.sh sends
+            f.write(b"77 4 /x/y\nnot a request\n88 4 /z")
+        assert opened.requests() == [(77, 4, "/x/y")]   # and the line that has not ended waits for its end
+        with open("/proc/%d/fd/%d" % (pid, calls), "wb", buffering=0) as f:
+            f.write(b"9\n")
+        assert opened.requests() == [(88, 4, "/z9")]
+    finally:
+        opened.close()
+    assert not (tmp_path / door.DOOR).exists()
+    assert door.door_open(str(tmp_path)) is None
 
-    from parsl_wq.worker import host
-    monkeypatch.setattr(host, "CALL_TIMEOUT", 0.2)
-    listener = socket.create_server(("127.0.0.1", 0))
-    silent = socket.create_connection(listener.getsockname())
-    connection, _ = listener.accept()
-    assert host.from_this_user(connection)          # this test's own process: the same user
-    started = time.monotonic()
-    with pytest.raises(OSError):
-        host.Host(listener, str(tmp_path), "unused").serve(connection)
-    assert time.monotonic() - started < 5
-    for sock in (silent, connection, listener):
-        sock.close()
+
+def test_a_door_whose_pid_another_process_took_is_no_door(tmp_path):
+    """A supervisor killed without removing its door: a process that has its pid since holds no descriptor that
+    reads the token."""
+    from parsl_wq.worker import door
+    (tmp_path / door.DOOR).write_text("%d 0 1 2 %s\n" % (os.getpid(), "f" * 32))
+    assert door.read_door(str(tmp_path)) is not None and door.door_open(str(tmp_path)) is None
 
 
-@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
-def test_the_kernel_names_the_user_of_a_connections_other_end_both_ways(family, host):
-    from parsl_wq.worker import processes
-    listener = socket.create_server((host, 0), family=family)
-    client = socket.create_connection(listener.getsockname()[:2])
-    connection, _ = listener.accept()
-    assert processes.diag_uid(connection) == processes.table_uid(connection) == os.getuid()
-    client.close()
-    for sock in (connection, listener):
-        sock.close()
+def _sandbox_beside_a_host_folder(tmp_path):
+    """A task's sandbox with ``pwq_call.sh``, beside an empty host folder, as on a worker."""
+    from parsl_wq.worker import door
+    folder, sandbox = tmp_path / "pwq_warm.k", tmp_path / "t.1"
+    folder.mkdir(mode=0o700)
+    sandbox.mkdir()
+    shutil.copy(os.path.join(os.path.dirname(door.__file__), "call.sh"), sandbox / "pwq_call.sh")
+    return str(folder), str(sandbox)
+
+
+def test_a_call_is_answered_in_its_shells_output_and_the_shell_woken(tmp_path):
+    """The host's side of ``pwq_call.sh``: a real shell that sources it, a stand-in supervisor (a door in this
+    process) and a ``Call`` answered from here."""
+    import select
+
+    from parsl_wq.protocol.warm import CALL_VARIABLE, WarmAnswer, WarmCall, decode_answer, encode_call, task_command
+    from parsl_wq.worker import door
+    folder, sandbox = _sandbox_beside_a_host_folder(tmp_path)
+    opened = door.Door(folder)
+    try:
+        command = task_command("../pwq_warm.k", "echo no host; ", "pwq_worker.pyz")
+        shell = subprocess.Popen(["/bin/sh", "-c", command], cwd=sandbox, stdout=subprocess.PIPE, text=True,
+                                 env={"PATH": "/nonexistent", CALL_VARIABLE: encode_call(WarmCall({}, {}, 1, None, None, "x"))})
+        assert select.select([opened], [], [], 30)[0]
+        [(pid, fd, where)] = opened.requests()
+        assert pid == shell.pid and where == sandbox
+        call = door.Call(pid, fd, where)
+        assert call.read().calls_id == "x"
+        answer = WarmAnswer(0, "out", {"wall_time": 1.0}, {})
+        call.answer(answer)
+        call.close()
+        output, _ = shell.communicate(timeout=30)
+    finally:
+        opened.close()
+    assert shell.returncode == 0 and decode_answer(output) == answer, output
+    assert output.count("\n") == 1         # the answer alone: the shell printed nothing of its own
+
+
+@pytest.mark.parametrize("door_state", ["none", "stale", "closing"])
+def test_a_warm_tasks_shell_runs_its_start_steps_intact_where_no_door_answers(tmp_path, door_state):
+    """No door, a dead supervisor's door (this test's pid, descriptors it does not have): the task's shell runs
+    START, quoting intact. A supervisor that ends after the call was sent: the shell ends, without an answer."""
+    from parsl_wq.protocol.warm import task_command
+    from parsl_wq.worker import door
+    folder, sandbox = _sandbox_beside_a_host_folder(tmp_path)
+    if door_state == "stale":
+        with open(os.path.join(folder, door.DOOR), "w") as f:
+            f.write("%d 900 901 902 %s\n" % (os.getpid(), "f" * 32))
+    opened = door.Door(folder) if door_state == "closing" else None
+    start = """X='it''s'; printf 'start ran: %s %s\\n' "$X" "$(printf '%s' 'a\\b')"; PY=/bin/echo; """
+    command = task_command("../pwq_warm.k", start, "pwq_worker.pyz")
+    shell = subprocess.Popen(["/bin/sh", "-c", command], cwd=sandbox, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin", "PWQ_CALL": "{}"})
+    try:
+        if opened is not None:
+            import select
+            assert select.select([opened], [], [], 30)[0] and opened.requests()[0][0] == shell.pid
+            opened.close()              # the supervisor ends, with the call unanswered
+        out, err = shell.communicate(timeout=30)
+    finally:
+        shell.kill()
+    if door_state == "closing":
+        assert (out, shell.returncode) == ("", 0)
+    else:
+        assert (out, err) == ("start ran: its a\\b\npwq_worker.pyz warm ../pwq_warm.k\n", "")
 
 
 def test_a_packed_environment_named_with_a_path_is_refused():
     from parsl_wq.protocol.warm import WarmCall
     from parsl_wq.worker.packed import PackedHosts
+    from parsl_wq.worker.door import Call
     hosts = PackedHosts("/nonexistent", "unused")
     for name, tarball in (("../../x", "pwq_env_x.tar.gz"), ("abc", "../abc.tar.gz"), ("a/b", "t.tar.gz")):
         call = WarmCall({}, {}, 1, None, {"name": name, "tarball": tarball})
-        answer = hosts.hand(None, 1, call)
+        answer = hosts.hand(Call(os.getpid(), 1, "/nonexistent"), call)
         assert answer.exit_code != 0 and "a name may not hold a path" in answer.output
     assert hosts.hosts == {}
 
@@ -909,20 +981,6 @@ def test_the_warm_caller_finds_its_worker_among_its_ancestors_by_the_workspace_n
         other.kill()
         other.wait()
     assert found == (str(worker) if alive else f"the worker that ran this task (pid {worker}) is gone")
-
-
-@pytest.mark.parametrize("bash", [True, False], ids=["bash", "no-bash"])
-def test_a_warm_tasks_command_hands_its_start_steps_to_pwq_call_sh_intact_or_runs_them_without_bash(
-        tmp_path, bash):
-    from parsl_wq.protocol.warm import CALLER, task_command
-    (tmp_path / CALLER).write_text('printf "bash got: %s" "$2"\n')
-    start = """X='it''s'; printf 'start ran: %s %s\\n' "$X" "$(printf '%s' 'a\\b')"; PY=/bin/echo; """
-    command = task_command("../pwq_warm.k", start, "pwq_worker.pyz")
-    path = os.environ["PATH"] if bash else str(tmp_path)       # a node without bash on its PATH
-    out = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, capture_output=True, text=True,
-                         env={"PATH": path}).stdout
-    host = start + 'exec "$PY" pwq_worker.pyz warm ../pwq_warm.k'
-    assert out == (f"bash got: {host}" if bash else "start ran: its a\\b\npwq_worker.pyz warm ../pwq_warm.k\n")
 
 
 def _in_a_fork(work):

@@ -237,37 +237,30 @@ def test_options_read_when_python_starts_act_the_same_cold_and_warm(tmp_path, no
 
 
 NEIGHBOUR = '''
-import json, socket, sys, time
-ports, mark = [int(p) for p in sys.argv[2:]], sys.argv[1]
-call = json.dumps({"env": {"BASH_ENV": mark}, "limits": {}, "interval": 1, "node_tmpdir": None,
-                   "environment": {"name": "../../pwq", "tarball": "../x.tar.gz"}})
-sent = [b"garbage\\x00\\xff\\n", b"\\n", b"/tmp\\n1.1\\n%s\\n" % call.encode()]
-held = []
-for port in ports:                      # first: connect to each warm port and hold on
-    held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-    print("connected", port, flush=True)
-for payload in sent:                    # then: garbage, an empty line, a foreign call, each on a new connection
-    for port in ports:
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        try:
-            s.sendall(payload)
-        except OSError:
-            pass
-        held.append(s)
-for s in held:
-    s.settimeout(10)
+import os, signal, sys
+folder, pid, calls, block, door = sys.argv[1], *map(int, sys.argv[2:6])
+attempts = {
+    "list the host's folder": lambda: os.listdir(folder),
+    "read the door": lambda: open(os.path.join(folder, "door")).read(),
+    "send a call": lambda: open("/proc/%d/fd/%d" % (pid, calls), "wb").write(b"%d 1 /tmp\\n" % os.getpid()),
+    "wait on the door": lambda: open("/proc/%d/fd/%d" % (pid, block), "rb").close(),
+    "read the token": lambda: open("/proc/%d/fd/%d" % (pid, door)).read(),
+}
+for other in map(int, sys.argv[6:]):
+    attempts["signal %d" % other] = lambda other=other: os.kill(other, signal.SIGUSR1)
+for name, attempt in attempts.items():
     try:
-        print("closed" if s.recv(1) == b"" else "answered", flush=True)
-    except ConnectionResetError:
-        print("closed", flush=True)
+        attempt()
+        print(name, ": allowed", flush=True)
+    except PermissionError:
+        print(name, ": refused", flush=True)
     except OSError as e:
-        print("held", e, flush=True)
-time.sleep(120)
+        print(name, ": failed", e, flush=True)
 '''
 
 
-def warm_ports():
-    """The ports the warm hosts of this test run's workers listen on (127.0.0.1): one per worker."""
+def listening_ports():
+    """The TCP ports that this test run's warm processes listen on."""
     ports = set()
     for process in worker_processes():
         if process.info["name"] == "work_queue_worker":
@@ -279,32 +272,26 @@ def warm_ports():
     return sorted(ports)
 
 
-def test_another_users_connections_to_the_warm_ports_hold_up_no_app(warm, neighbour):
-    """Another user's process connects to the warm port first and holds on, then sends garbage, an empty line
-    and a well-formed call (with BASH_ENV and an environment named ``../../pwq``): the warm hosts see that
-    none is their worker's (another user's socket) and close it at once, before any greeting (the token);
-    nothing of it runs, and every app does."""
+def test_another_user_cannot_reach_the_warm_host_and_holds_up_no_app(warm, neighbour):
+    """The warm host listens on no port: a task's shell reaches it through the supervisor's descriptors in
+    /proc, which the kernel opens for the worker's user alone. Another user's process can neither list the host's
+    folder, read its door, send a call, wait on the door, read the token nor signal the warm processes; every
+    app runs, and nothing of the attempts did."""
     from conftest import as_neighbour
+    from parsl_wq.worker.door import read_door
     warm(cores=2)
-    assert warm_apps.use_probe().result(timeout=TIMEOUT)         # the worker and its warm processes are up
-    assert wait_until(lambda: len(warm_ports()) == 1, timeout=30), warm_ports()
-    ports = warm_ports()
-    mark = "/tmp/pwq-neighbour-mark-%d" % os.getpid()
-    with open(mark + ".sh", "w") as f:
-        f.write(f"touch {mark}\n")
-    attacker = as_neighbour(neighbour, NEIGHBOUR, mark + ".sh", *ports)
-    try:
-        said = [attacker.stdout.readline().split() for _ in range(1 + 4 * len(ports))]
-        assert [w[:2] for w in said[:1]] == [["connected", str(p)] for p in ports], said
-        assert [w[0] for w in said[1:]] == ["closed"] * 4 * len(ports), said     # each warm host hung up
-        futures = [apps.add(i, 1) for i in range(3)]
-        assert [f.result(timeout=45) for f in futures] == [1, 2, 3]
-        assert apps.exit_with(0).result(timeout=TIMEOUT) == 0     # a bash app: BASH_ENV would run here
-    finally:
-        attacker.kill()
-        attacker.wait(timeout=10)
-        os.remove(mark + ".sh")
-    assert not os.path.exists(mark)
+    _, host, _, folder = warm_apps.host_identity().result(timeout=TIMEOUT)
+    pid, calls, block, door, _ = read_door(folder)
+    assert listening_ports() == []
+    warm_processes = [p.pid for p in worker_processes() if p.info["name"] != "work_queue_worker"]
+    attacker = as_neighbour(neighbour, NEIGHBOUR, folder, pid, calls, block, door, *warm_processes)
+    said, _ = attacker.communicate(timeout=60)
+    lines = said.splitlines()
+    assert len(lines) == 5 + len(warm_processes) and all(line.endswith(": refused") for line in lines), said
+    futures = [apps.add(i, 1) for i in range(3)]
+    assert [f.result(timeout=45) for f in futures] == [1, 2, 3]
+    assert warm_apps.host_identity().result(timeout=TIMEOUT)[1] == host     # the same warm host serves
+    assert "refused" not in open(os.path.join(folder, "log")).read()        # nothing reached it
 
 
 @pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
@@ -357,23 +344,30 @@ def test_a_warm_run_stopped_at_any_moment_leaves_no_worker_and_no_warm_host(tmp_
     assert wait_until(lambda: not worker_processes(), timeout=10), worker_processes()
 
 
-def test_a_call_that_is_not_a_warm_call_leaves_the_warm_host_serving(warm):
-    """A process of the worker's own user that reads the token and sends a call of the wrong shape (a sandbox
-    that is not a path, JSON that is not a WarmCall): the host that got it drops it, and goes on. (The calls
-    come faster than the host says it is idle again, so the supervisor may fork another host meanwhile.)"""
-    import socket
+def test_a_call_that_is_not_a_warm_call_leaves_the_warm_host_serving(warm, tmp_path):
+    """A process of the worker's own user that sends lines of the wrong shape on the door, and a call whose
+    sandbox holds no call: the supervisor drops the lines, the host that got the call wakes its shell without an
+    answer (no shell is left waiting), and the same host goes on serving."""
+    import subprocess
+
+    from parsl_wq.worker.door import read_door
     warm(cores=1)
     _, host, _, folder = warm_apps.host_identity().result(timeout=TIMEOUT)
-    port, token = open(os.path.join(folder, "port")).read().split()
-    for payload in (b"relative\n{}\n", b"/tmp\n{\"no_such_field\": 1}\n", b"/tmp\nnot json\n"):
-        with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as s:
-            assert s.makefile("rb").readline().strip().decode() == token
-            s.sendall(payload)
-            assert s.recv(1) == b""     # hung up on, no answer
+    pid, calls, _, _, _ = read_door(folder)
+    shell = subprocess.Popen(["/bin/sh", "-c", 'trap "echo woken; exit 0" USR1; read x'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with open("/proc/%d/fd/%d" % (pid, calls), "wb", buffering=0) as door_calls:
+        for line in (b"garbage\x00\xff\n", b"\n", b"12 1 relative/path\n", b"%d 1 %s\n" % (shell.pid, bytes(tmp_path))):
+            door_calls.write(line)
+    try:
+        assert shell.stdout.readline() == "woken\n"
+    finally:
+        shell.kill()
+        shell.wait()
     _, parent, cmdline, _ = warm_apps.host_identity().result(timeout=TIMEOUT)
-    assert psutil.pid_exists(host) and cmdline[-2] == "warm", (host, parent, cmdline)
+    assert parent == host and cmdline[-2] == "warm", (host, parent, cmdline)
     log = open(os.path.join(folder, "log")).read()
-    assert "ended" not in log and log.count("refused a call") + log.count("Expecting value") >= 2, log
+    assert "ended" not in log and log.count("refused a request") == 3 and "refused a call" in log, log
 
 
 def test_the_warm_host_holds_no_connection_to_the_manager(warm):

@@ -4,28 +4,32 @@ A warm task is an ordinary Work Queue task whose command hands the task to
 the warm host of its worker (``parsl_wq.worker.supervisor``), on any engine
 (``task_command``)::
 
-    command -v bash >/dev/null && exec bash pwq_call.sh ../pwq_warm.KEY 'HOST'; HOST
-    (HOST: START; exec "$PY" pwq_worker.pyz warm ../pwq_warm.KEY)
+    pwq_folder=../pwq_warm.KEY; . ./pwq_call.sh; START exec "$PY" pwq_worker.pyz warm ../pwq_warm.KEY
 
 The manager puts the task's ``WarmCall`` in the task's environment, as JSON
 (``CALL_VARIABLE``), with the id of its calls file and the limits it learned.
-``pwq_call.sh`` (``CALLER``) reads the host's port in its folder in the
-worker's workspace (``host_folder``), sends the task's sandbox and the call,
-and prints the host's answer (a ``WarmAnswer`` as JSON, one line), which the
-manager reads in the task's output. The task's shell becomes ``bash``: one
-process fewer to start. Where no host answers (or the node has no bash), the
-shell steps ``START`` (the executor's ``init_command``, the choice of Python)
-run in ``/bin/sh`` and the task's Python becomes the host
-(``parsl_wq.worker.caller``), then makes the call.
+The task's own shell sources ``pwq_call.sh`` (``CALLER``): it reads the
+supervisor's door in its folder in the worker's workspace (``host_folder``),
+writes the call to ``CALL_FILE`` in the sandbox and sends its pid and
+sandbox; the host answers a ``WarmAnswer`` as JSON, one line, in the task's
+output (or in ``ANSWER_FILE``, which the shell prints), and sends
+``ANSWERED``. No program starts for the call, not even a second shell. Where
+no host answers, the shell goes on with the steps ``START`` (the executor's
+``init_command``, the choice of Python), and the task's Python becomes the
+host (``parsl_wq.worker.caller``), then makes the call.
 
 Standard library only: the warm host imports it on the worker.
 """
 
 import json
+import signal
 from collections import namedtuple
 
-CALLER = "pwq_call.sh"          # the warm task's command, in its sandbox
+CALLER = "pwq_call.sh"          # the warm task's call, in its sandbox: the task's shell sources it
 CALL_VARIABLE = "PWQ_CALL"      # the task's variable that holds its WarmCall
+CALL_FILE = "pwq_call"          # the WarmCall, as the task's shell wrote it into the sandbox for the host
+ANSWER_FILE = "pwq_answer"      # the host's answer, in the sandbox, where it cannot write to the task's output
+ANSWERED = signal.SIGUSR1       # what the host sends the task's shell once it has answered
 FOLDER_PREFIX = "pwq_warm."     # the warm host's folder in the worker's workspace: FOLDER_PREFIX + key
 
 WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id",
@@ -60,9 +64,7 @@ def host_folder(key: str) -> str:
 def task_command(folder: str, start: str, program: str) -> str:
     """A warm task's shell command: the call through ``CALLER``; where no host answers, ``start`` (shell steps
     that set PY) and the worker ``program`` started with it, to start a host and make the call."""
-    host = f"{start}exec \"$PY\" {program} warm {folder}"
-    quoted = "'" + host.replace("'", "'\\''") + "'"
-    return f"command -v bash >/dev/null && exec bash {CALLER} {folder} {quoted}; {host}"
+    return f"pwq_folder={folder}; . ./{CALLER}; {start}exec \"$PY\" {program} warm {folder}"
 
 
 def encode_call(call: WarmCall) -> str:

@@ -5,7 +5,8 @@ worker program ``pwq_worker.pyz`` (``parsl_wq.client.worker_program``), so a
 worker node needs a Python 3 but not this package::
 
     python pwq_worker.pyz run CALLS RESULTS   a cold task's apps (runner.py)
-    bash pwq_call.sh FOLDER START             a warm task: its call to the worker's warm host (call.sh)
+    . ./pwq_call.sh                           a warm task: its shell's call to the worker's warm host
+                                              (call.sh, door.py)
     python pwq_worker.pyz warm FOLDER         the same where no warm host answers: fork one, which serves
                                               until the worker ends (caller.py, supervisor.py)
     python pwq_worker.pyz packed FD           a packed environment's warm host (host.py, packed.py)

@@ -1,28 +1,34 @@
-# A warm task's command on the worker: hand the task to the worker's warm host, print the host's answer.
+# A warm task's call to the worker's warm host, sourced by the task's own shell (shipped as pwq_call.sh):
 #
-#   exec bash pwq_call.sh FOLDER START      (in the task's sandbox; shipped as pwq_call.sh)
+#   pwq_folder=FOLDER; . ./pwq_call.sh; START exec "$PY" pwq_worker.pyz warm FOLDER
 #
-# FOLDER is the warm host's folder in the worker's workspace, where it keeps its port and a token
-# (parsl_wq.worker.supervisor); PWQ_CALL, in the task's environment, is its WarmCall as one line of JSON
-# (parsl_wq.protocol.warm).
-# 1. Connect to the port; the host greets with the token, which only this user can read in FOLDER.
-# 2. Send the sandbox and the call.
-# 3. Print the host's answer, one line of JSON: the manager reads it in the task's output. A host that dies
-#    meanwhile answers nothing, and the manager reports a lost warm process.
-# Where no host answers as it should (or bash has no /dev/tcp), START, the shell steps that start one
-# (ending in python pwq_worker.pyz warm FOLDER), run in /bin/sh as the task's own shell would have run them,
-# with the task's stderr and without the SHLVL that bash set where there was none.
-# bash only: this is the whole cost of a warm call on the worker.
-start=$2
-exec 4>&2 2>/dev/null
-no_host() {
-    exec 3>&- 2>&4 4>&-
-    [ "$SHLVL" = 1 ] && unset SHLVL
-    exec /bin/sh -c "$start"
+# FOLDER is the warm host's folder in the worker's workspace (mode 0700). Its file `door` holds
+# "PID CALLS BLOCK DOOR TOKEN": the supervisor's pid and three of its descriptors, which this user alone
+# (and root) may open through /proc/PID/fd (parsl_wq.worker.supervisor). PWQ_CALL, in the task's
+# environment, is its WarmCall as one line of JSON (parsl_wq.protocol.warm).
+# 1. Check that the door is the supervisor's: its descriptor DOOR reads the same TOKEN (a process that took
+#    the pid of a dead supervisor has no such descriptor).
+# 2. Write the call to pwq_call in the sandbox; open the pipe BLOCK, which nobody writes to, and the task's
+#    output once more as descriptor 4 (descriptor 1 is elsewhere while a command's output is redirected);
+#    send "PID 4 SANDBOX" on the pipe CALLS.
+# 3. Wait on BLOCK. The host writes its answer, one line of JSON, to descriptor 4, the task's output (the
+#    manager reads it there), or to pwq_answer where it cannot, and sends SIGUSR1: exit. If the supervisor
+#    ends first, BLOCK ends: no answer, and the manager reports a lost warm process.
+# Where no door answers, return: the task's shell goes on with START, which starts a host and makes the call
+# from Python (parsl_wq.worker.caller).
+# Shell builtins only: the task's shell makes the call without starting a program.
+{
+    read -r pwq_pid pwq_calls pwq_block pwq_door pwq_token < "$pwq_folder/door" &&
+        read -r _ _ _ _ pwq_check < "/proc/$pwq_pid/fd/$pwq_door" &&
+        [ "$pwq_check" = "$pwq_token" ] && [ ${#PWD} -lt 4000 ] &&
+        printf '%s\n' "$PWQ_CALL" > pwq_call &&
+        command exec 3< "/proc/$pwq_pid/fd/$pwq_block" 4>&1
+} 2>/dev/null && {
+    trap '[ -f pwq_answer ] && IFS= read -r pwq_answer < pwq_answer && printf "%s\n" "$pwq_answer"; exit 0' USR1
+    if printf '%s 4 %s\n' "$$" "$PWD" 2>/dev/null > "/proc/$pwq_pid/fd/$pwq_calls"; then
+        read -r _ <&3
+        exit 0
+    fi
+    trap - USR1
+    exec 3<&- 4>&-
 }
-read -r port token < "$1/port" || no_host
-exec 3<>"/dev/tcp/127.0.0.1/$port" || no_host
-IFS= read -r -t 10 greeting <&3 && [ "$greeting" = "$token" ] || no_host
-printf '%s\n%s\n' "$PWD" "$PWQ_CALL" >&3
-IFS= read -r answer <&3
-printf '%s\n' "$answer"

@@ -1,20 +1,21 @@
 """A warm task where no warm host answers: become the worker's warm host, then make the call.
 
 Run by the warm task's command where ``pwq_call.sh`` finds no host that
-answers (no host yet, one that died), or on a node without bash::
+answers (no host yet, one that died)::
 
     python pwq_worker.pyz warm FOLDER        (in the task's sandbox)
 
 1. Make the host's folder in the worker's workspace (``FOLDER``, mode 0700) or
    check that the one there is this user's own and private.
-2. Under a lock on the folder, look for a host that answers its port; if none
-   does, fork one (``start``): the fork leaves the task's session and sandbox
+2. Under a lock on the folder, look for a supervisor that holds its door
+   open; if none does, fork one (``start``): the fork leaves the task's session and sandbox
    for the folder, with a copy of the worker program there, and serves as the
    ``supervisor``. It is this Python, started as a cold task's is: the task's
    shell has run the executor's ``init_command``, and the task has the
    executor's ``env``; the variables Work Queue set for this one task are
    taken out of its environment.
-3. Make the call as ``pwq_call.sh`` does, and print the answer.
+3. Make the call as ``pwq_call.sh`` does: the host writes its answer to this
+   process's output.
 
 Standard library only.
 """
@@ -22,18 +23,18 @@ Standard library only.
 import fcntl
 import os
 import re
+import select
 import shutil
-import socket
+import signal
 import stat
 import sys
 
 from ..protocol.sandbox import CALLS_ID, NODE_TMPDIR, WORKER_PROGRAM
-from ..protocol.warm import CALL_VARIABLE
+from ..protocol.warm import ANSWER_FILE, ANSWERED, CALL_FILE, CALL_VARIABLE
 from . import supervisor
+from .door import DOOR, door_open
 from .processes import tail
-from .supervisor import LOG, PORT, READY, read_port
-
-CALL_TIMEOUT = 10           # seconds a host may take to greet
+from .supervisor import LOG, READY
 # Variables Work Queue sets for the one task that starts the host: the host's apps get their own.
 TASK_VARIABLES = ("CORES", "MEMORY", "DISK", "GPUS", "OMP_NUM_THREADS", "CCTOOLS_DISK_ALLOC", CALLS_ID,
                   CALL_VARIABLE, "TMPDIR", "TMP", "TEMP", "OLDPWD")
@@ -47,19 +48,17 @@ def main(folder):
     try:
         make_private_folder(folder)
         with locked(folder) as lock:
-            connection = connect(folder)
-            if connection is None:
+            door = door_open(folder)
+            if door is None:
                 start(folder, lock)
-                connection = connect(folder)
-            if connection is None:
+                door = door_open(folder)
+            if door is None:
                 raise NoHost("the warm host started in %s does not answer (its log: %s)"
                              % (os.path.abspath(folder), tail(os.path.join(folder, LOG), 2000).strip()))
-        with connection:
-            answer = call(connection)
+        call(door)
     except (NoHost, OSError) as e:
         sys.stdout.write("parsl_wq: no warm host on this worker: %s\n" % e)
         return 1
-    sys.stdout.write(answer)
     return 0
 
 
@@ -94,35 +93,14 @@ class locked:
             self.fd = None
 
 
-def connect(folder):
-    """A connection to the host that announced itself in ``folder``, once it greeted with its token; else None."""
-    port, token = read_port(folder)
-    if port is None:
-        return None
-    try:
-        connection = socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT)
-    except OSError:
-        return None
-    try:
-        with connection.makefile("rb") as stream:
-            greeting = stream.readline().decode().strip()
-    except OSError:
-        greeting = None
-    if greeting != token:
-        connection.close()
-        return None
-    connection.settimeout(None)
-    return connection
-
-
 def start(folder, lock):
     """Fork the host, with a copy of the worker program in ``folder`` (the sandbox goes when this task ends);
-    wait until it listens (it says so on a pipe, then closes it)."""
+    wait until its door is open (it says so on a pipe, then closes it)."""
     program = os.path.join(os.path.abspath(folder), WORKER_PROGRAM)
     shutil.copyfile(WORKER_PROGRAM, program + ".tmp")
     os.replace(program + ".tmp", program)
     try:
-        os.remove(os.path.join(folder, PORT))
+        os.remove(os.path.join(folder, DOOR))
     except FileNotFoundError:
         pass
     worker_pid, this_program = running_worker(folder), os.path.abspath(WORKER_PROGRAM)
@@ -132,7 +110,7 @@ def start(folder, lock):
         status = 1
         try:
             os.close(ready_r)
-            lock.close()        # the other tasks wait for the host's port, not for the host
+            lock.close()        # the other tasks wait for the host's door, not for the host
             become_host(folder, ready_w)
             move_program(this_program, program)
             status = supervisor.main(program, worker_pid)
@@ -186,7 +164,7 @@ def parent_of(pid):
 
 def become_host(folder, ready_w):
     """In the fork: a session of its own in ``folder``, without this task's variables or descriptors, its
-    output to the folder's log, and ``ready_w`` as its stdout, where the supervisor says it listens."""
+    output to the folder's log, and ``ready_w`` as its stdout, where the supervisor says its door is open."""
     os.setsid()
     os.chdir(folder)
     for name in TASK_VARIABLES:
@@ -215,13 +193,23 @@ def move_program(old, new):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p) != old]
 
 
-def call(connection):
-    """Send the call as ``pwq_call.sh`` does; the host's answer line."""
-    connection.sendall(("%s\n%s\n" % (os.getcwd(), os.environ.get(CALL_VARIABLE, ""))).encode())
-    chunks = []
-    while True:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return b"".join(chunks).decode(errors="replace")
-        chunks.append(chunk)
-
+def call(door):
+    """Make the call as ``pwq_call.sh`` does, through the ``door`` (pid, calls, block) of a supervisor that runs:
+    the host writes its answer to this process's output (or to ANSWER_FILE, printed here) and wakes it."""
+    pid, calls, block = door
+    with open(CALL_FILE, "w") as f:
+        f.write(os.environ.get(CALL_VARIABLE, "") + "\n")
+    woken_r, woken_w = os.pipe()
+    os.set_blocking(woken_w, False)
+    signal.set_wakeup_fd(woken_w)
+    signal.signal(ANSWERED, lambda *_: None)
+    blocked = os.open("/proc/%d/fd/%d" % (pid, block), os.O_RDONLY)     # ends with the supervisor
+    sys.stdout.flush()      # nothing of this process's may follow the answer in its output
+    with open("/proc/%d/fd/%d" % (pid, calls), "wb", buffering=0) as door_calls:
+        door_calls.write(b"%d %d %s\n" % (os.getpid(), sys.stdout.fileno(), os.getcwd().encode()))
+    select.select([woken_r, blocked], [], [])
+    try:
+        with open(ANSWER_FILE) as f:
+            sys.stdout.write(f.readline())
+    except FileNotFoundError:
+        pass

@@ -3,15 +3,15 @@
 The supervisor (``supervisor.py``) forks hosts in the host folder of the
 worker's workspace, as many as the worker runs warm calls at once::
 
-    pwq_call.sh ──TCP 127.0.0.1──> supervisor ──the connection──> host ──fork per call──> app process
-    (the task's command)           accepts, checks          serves calls,       waits for its call, runs
-                                   the user, hands          learns imports      the runner in the sandbox
-                                   (supervisor.py)          (this module)       (app_process.py)
+    task's shell ──its pid and sandbox──> supervisor ──the call──> host ──fork per call──> app process
+    (pwq_call.sh, door.py)                hands it over        serves calls,       waits for its call, runs
+                                          (supervisor.py)      learns imports      the runner in the sandbox
+                                                               (this module)       (app_process.py)
 
-1. A task's ``pwq_call.sh`` connects; the supervisor hands the connection to
-   this host, which greets it with the supervisor's token and reads the
-   task's sandbox and its ``WarmCall`` (``parsl_wq.protocol.warm``), one line
-   each.
+1. A task's shell sends its pid and sandbox through the supervisor's door;
+   the supervisor hands them to this host, which reads the task's
+   ``WarmCall`` (``parsl_wq.protocol.warm``) that the shell wrote in the
+   sandbox (``door.Call``).
 2. The host has forked the app process ahead of the call (a spare, so the
    fork is off the call's path; while it waits, it has the kernel copy the
    pages that an earlier app process wrote, ``pages.py``) and hands it the call. The app process runs
@@ -20,7 +20,8 @@ worker's workspace, as many as the worker runs warm calls at once::
    The host waits for it, measures it, and stops it past a declared memory or
    time limit, or when the task's command ends first (``watch``: Work Queue
    cancelled the task, or the worker is stopping).
-3. The host answers a ``WarmAnswer``, one line; an app killed by signal N
+3. The host answers a ``WarmAnswer``, one line, in the task's output, and
+   wakes the task's shell; an app killed by signal N
    gives exit code 128 + N, as in cold tasks. The app process reports its
    exit code and usage as it ends (``app_process.report_done``), so the
    answer does not wait for its exit (a millisecond with pandas loaded); it
@@ -39,7 +40,7 @@ the host imported: a module's import-time work runs once per host, not once per 
 Packed environments (``pack=True``): a call that names one is handed to a
 host of its own, started with that environment's Python (``packed.py``)::
 
-    host ──socketpair: the task's connection──> packed host (ENV/bin/python) ──fork per app──> ...
+    host ──socketpair: the call──> packed host (ENV/bin/python) ──fork per app──> ...
 
 Each process here is killed when its parent dies (``PR_SET_PDEATHSIG``).
 Standard library only: this runs with any Python 3 on the worker.
@@ -53,15 +54,14 @@ import sys
 import time
 from collections import namedtuple
 
-from ..protocol.warm import WarmAnswer, WarmCall, decode_call, encode_answer
+from ..protocol.warm import WarmAnswer, WarmCall
 from . import pages, runner
 from .app_process import OUTPUT, Spare
-from .packed import PackedHosts, receive_connection, receive_handed
-from .processes import die_with_parent, folder_size, group_memory, kill_group, peer_uid, tail
+from .door import Call, parse_request
+from .packed import PackedHosts, receive_handed
+from .processes import die_with_parent, folder_size, group_memory, kill_group, tail
 
 OUTPUT_TAIL = 4000           # characters of output sent back
-CALL_TIMEOUT = 5             # seconds a connection may take to send its call: pwq_call.sh sends it at once
-CALL_MAX = 1 << 20           # the longest line of a call
 IDLE = b"-"                  # what a host tells whoever hands it calls, once it has answered one
 PAGES_TIMEOUT = 0.5          # seconds a learning app process has, after its answer, to say what pages it wrote
 
@@ -69,9 +69,8 @@ PAGES_TIMEOUT = 0.5          # seconds a learning app process has, after its ans
 class Host:
     """Serves calls one at a time, each in an app process forked ahead of time (a spare)."""
 
-    def __init__(self, folder, program, token=""):
+    def __init__(self, folder, program):
         faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
-        self.token = token      # the greeting that tells a task's pwq_call.sh this is its worker's host
         self.functions = {}     # function file name -> function, loaded after an app used it
         self.spare = None
         self.running = None     # the app process of the call being served
@@ -96,66 +95,82 @@ class Host:
                           learning=self.copies_ahead and number & (number - 1) == 0)
 
     def serve_supervised(self, channel):
-        """Serve the connections that the supervisor hands over, one at a time; say IDLE after each."""
+        """Serve the calls that the supervisor hands over ("PID FD SANDBOX"), one at a time; say IDLE after each."""
         self.channel = channel
         while True:
             if self.spare is None:      # forked while no call waits: off the next call's path
                 self.spare = self.fork_spare()
-            _, connection = receive_connection(channel)
-            if connection is None:      # the supervisor is gone
+            try:
+                request = parse_request(channel.recv(65536))
+            except OSError:
+                request = None
+            if request is None:         # the supervisor is gone (it sends only well-formed requests)
                 return
-            with connection:
-                try:
-                    self.serve(connection)
-                except (OSError, ValueError, TypeError) as e:   # the task's side went away, or sent no good call
-                    sys.stderr.write("parsl_wq warm host: %s\n" % e)
+            try:
+                self.serve(Call(*request))
+            except OSError as e:        # the task's shell has ended already
+                sys.stderr.write("parsl_wq warm host: %s\n" % e)
             channel.send(IDLE)
             self.reap()     # after IDLE: a call that comes meanwhile waits for this host, not for a cold one
 
-    def serve(self, connection):
-        """One call: greet, read the sandbox and the call; run it; answer."""
-        connection.settimeout(CALL_TIMEOUT)     # a connection that says nothing holds no call up for long
-        connection.sendall(self.token.encode() + b"\n")
-        with connection.makefile("rb") as stream:      # closed here: a fork must not inherit the connection
-            sandbox, text = [stream.readline(CALL_MAX).decode().rstrip("\n") for _ in range(2)]
-        if not os.path.isabs(sandbox) or not text:
-            raise ValueError("refused a call without a sandbox or a call: %r" % sandbox[:200])
-        call = decode_call(text)
-        connection.settimeout(None)
-        if call.environment:
-            answer = self.packed.hand(connection, sandbox, call)
-            if answer is None:      # the environment's host answers on this connection, and then says IDLE
-                self.packed.wait(call.environment["name"])
+    def serve(self, caller):
+        """One call: read it in the task's sandbox, run it, answer. A call that cannot be read or run gets no
+        answer: its shell is woken all the same, and the manager reports a lost warm process."""
+        woken = False
+        try:
+            try:
+                call = caller.read()
+            except (OSError, ValueError, TypeError) as e:
+                sys.stderr.write("parsl_wq warm host: refused a call in %r: %s\n" % (caller.sandbox[:200], e))
                 return
-        else:
-            answer = self.run(sandbox, call, connection)
-        send_answer(connection, answer)
+            if call.environment:
+                answer = self.packed.hand(caller, call)
+                if answer is None:      # the environment's host answers and wakes the shell, then says IDLE
+                    woken = self.packed.wait(call.environment["name"])
+                    return
+            else:
+                answer = self.run(caller.sandbox, call, caller)
+            woken = True
+            caller.answer(answer)
+        finally:
+            if not woken:
+                caller.wake()
+            caller.close()
 
     def serve_handed(self, channel):
-        """A packed environment's host: serve the calls that the first host hands over, with their connections."""
+        """A packed environment's host: serve the calls that the first host hands over."""
         self.channel = channel
         while True:
             if self.spare is None:
                 self.spare = self.fork_spare()
-            handed, connection = receive_handed(channel)
+            handed = receive_handed(channel)
             if handed is None:
                 return
-            with connection:
+            try:
+                caller = Call(handed.pid, handed.fd, handed.sandbox)
+            except OSError as e:
+                sys.stderr.write("parsl_wq warm host: %s\n" % e)
+            else:
+                woken = False
                 try:
-                    send_answer(connection, self.run(handed.sandbox, WarmCall(**handed.call), connection))
-                except OSError as e:
-                    sys.stderr.write("parsl_wq warm host: %s\n" % e)
+                    answer = self.run(handed.sandbox, WarmCall(**handed.call), caller)
+                    woken = True
+                    caller.answer(answer)
+                finally:
+                    if not woken:
+                        caller.wake()
+                    caller.close()
             channel.send(IDLE)
             self.reap()
 
-    def run(self, sandbox, call, connection):
+    def run(self, sandbox, call, caller):
         spare, self.spare = self.spare or self.fork_spare(), None
         self.calls += 1
         started = time.time()
         self.running = spare.pid
         spare.start(sandbox, call)
         try:
-            ended = watch(spare.pid, connection, call.limits or {}, call.interval or 1, spare.reports)
+            ended = watch(spare.pid, caller, call.limits or {}, call.interval or 1, spare.reports)
         except BaseException:
             spare.reports.close()
             raise
@@ -204,19 +219,6 @@ class Host:
                 pass
 
 
-def from_this_user(connection):
-    """Whether the process at the other end of ``connection`` runs as this user, as the worker does (the
-    supervisor asks before it hands a connection to a host).
-
-    The port is TCP on 127.0.0.1 (``pwq_call.sh`` is bash, which speaks TCP),
-    which any local process can reach; a process of another user is refused at
-    once, before it is greeted with the token. Where the kernel's socket table cannot be read (not Linux), every
-    connection is served.
-    """
-    uid = peer_uid(connection)
-    return uid is None or uid == os.getuid()
-
-
 def reap_exiting(pid):
     """Reap an app process that reported its end: it is exiting already (an app that wrote the line itself and
     went on is stopped here)."""
@@ -227,23 +229,22 @@ def reap_exiting(pid):
         pass
 
 
-def send_answer(connection, answer):
-    connection.sendall(encode_answer(answer).encode() + b"\n")
-
-
 Ended = namedtuple("Ended", ["code", "cpu", "peak_kb", "measured", "exceeded", "reaped"])
 Ended.__doc__ = """How an app process ended: its exit code (128 + N for a death by signal N), its CPU seconds and
 peak resident KB (``getrusage``), what was measured while it ran, the limits it went past, and whether it
 was reaped (else it reported its end, and is still exiting)."""
 
 
-def watch(pid, connection, limits, interval, reports):
+def watch(pid, caller, limits, interval, reports):
     """Wait for the app process to end, or to report its end; learn its imports; stop it past its limits or when
-    the task's command ends. Returns how it ``Ended``."""
+    the task's shell ends (``caller``). Returns how it ``Ended``."""
     measured, exceeded = {}, {}
     pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-    waitables = [connection, reports] + ([pidfd] if pidfd is not None else [])
-    timeout = interval if limits or pidfd is None else None
+    shell = caller.fileno()     # readable once the task's shell has ended; None: ask ``caller.ended()``
+    shell_ended = False
+    waitables = [reports] + [fd for fd in (shell, pidfd) if fd is not None]
+    polling = pidfd is None or shell is None
+    timeout = interval if limits or polling else None
     deadline = time.time() + limits["wall_time"] if limits.get("wall_time") else None
     next_sample = 0.0
     try:
@@ -254,10 +255,12 @@ def watch(pid, connection, limits, interval, reports):
                 code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
                 cpu = rusage.ru_utime + rusage.ru_stime - reports.cpu_before_call
                 return Ended(code, max(cpu, 0.0), rusage.ru_maxrss, measured, exceeded, True)
-            readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if pidfd is None else timeout)
-            if connection in readable:      # the task's command ended: Work Queue cancelled the task
+            readable, _, _ = select.select(waitables, [], [], min(timeout, 0.05) if polling else timeout)
+            if not shell_ended and (shell in readable if shell is not None else caller.ended()):
+                shell_ended = True      # Work Queue cancelled the task
                 kill_group(pid)
-                waitables.remove(connection)
+                if shell is not None:
+                    waitables.remove(shell)
             if reports in readable and not reports.read():
                 waitables.remove(reports)
             if reports.done is not None and not exceeded:

@@ -1,17 +1,13 @@
 """Warm hosts of packed environments (``pack=True``): one per environment, started with its own Python.
 
-A call that names a packed environment is handed, with the task's
-connection, to that environment's host (``Handed``, on a socketpair with the
-connection's descriptor as ``SCM_RIGHTS``); the host answers the worker
-itself. The environment is unpacked once per worker by ``pwq_unpack.sh``, as
-cold tasks do, and its host is started again at the next call if it has died.
-A connection carries one call, so handing over a connection hands over exactly
-one call.
+A call that names a packed environment is handed to that environment's host
+(``Handed``, on a socketpair), which answers the task's shell itself. The
+environment is unpacked once per worker by ``pwq_unpack.sh``, as cold tasks
+do, and its host is started again at the next call if it has died.
 
 Standard library only.
 """
 
-import array
 import json
 import os
 import re
@@ -24,9 +20,10 @@ from ..protocol.warm import WarmAnswer
 HANDED_MAX = 1 << 20         # the largest call handed to a packed environment's host
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")   # a file's name in one folder: no "/", no ".."
 
-Handed = namedtuple("Handed", ["sandbox", "call"])
-Handed.__doc__ = """A call handed to a packed environment's host (JSON), with the task's connection beside it:
-the task's sandbox, and the ``WarmCall`` as a dict."""
+Handed = namedtuple("Handed", ["sandbox", "call", "pid", "fd"])
+Handed.__doc__ = """A call handed to a packed environment's host (JSON): the task's sandbox, the ``WarmCall`` as a
+dict, and the pid of the task's shell, which waits for the answer, with the descriptor it is written to
+(``door.Call``)."""
 
 
 class PackedHosts:
@@ -37,8 +34,9 @@ class PackedHosts:
         self.program = program      # the worker program, which a packed host runs with its own Python
         self.hosts = {}     # environment name -> (its process, our end of its socketpair)
 
-    def hand(self, connection, sandbox, call):
-        """Pass the call and its connection to its environment's host; None once passed, else the answer."""
+    def hand(self, caller, call):
+        """Pass the call to its environment's host; None once passed, else the answer."""
+        sandbox = caller.sandbox
         name, tarball = call.environment["name"], call.environment["tarball"]
         if not (safe_name(name) and safe_name(tarball)):
             return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: refused the environment %r (tarball %r): "
@@ -53,9 +51,9 @@ class PackedHosts:
             except OSError as e:
                 return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the Python of environment %s did not "
                                   "start: %s\n" % (name, e), {}, {})
-        message = json.dumps(Handed(sandbox, call._asdict())._asdict()).encode()
+        message = json.dumps(Handed(sandbox, call._asdict(), caller.pid, caller.fd)._asdict()).encode()
         try:
-            send_connection(self.hosts[name][1], message, connection)
+            self.hosts[name][1].send(message)
         except OSError as e:
             self.stop(name)
             return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the call could not be handed to the warm "
@@ -63,11 +61,12 @@ class PackedHosts:
         return None
 
     def wait(self, name):
-        """Wait until the environment's host has answered the call handed to it (IDLE), or has died."""
+        """Wait until the environment's host has answered the call handed to it (True: it said IDLE), or has
+        died (False)."""
         try:
-            self.hosts[name][1].recv(16)
+            return bool(self.hosts[name][1].recv(16))
         except OSError:
-            pass
+            return False
 
     def start(self, folder):
         """Start a host with the Python of the environment unpacked in ``folder``; it gets calls on a socketpair."""
@@ -94,26 +93,11 @@ def safe_name(name):
 
 
 def receive_handed(channel):
-    """The next ``Handed`` call and the task's connection, or (None, None) once the first host has closed."""
-    message, connection = receive_connection(channel)
-    if connection is None:
-        return None, None
-    return Handed(**json.loads(message)), connection
-
-
-def send_connection(channel, message, connection):
-    """Send ``message`` with ``connection``'s descriptor (SCM_RIGHTS) on a SOCK_SEQPACKET ``channel``."""
-    channel.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [connection.fileno()]))])
-
-
-def receive_connection(channel):
-    """A message and the connection sent with it, or (None, None) once the other end has closed."""
-    message, fds, _, _ = socket.recv_fds(channel, HANDED_MAX, 1)    # Python 3.9: as the submit side's
-    if not message or not fds:
-        for fd in fds:
-            os.close(fd)
-        return None, None
-    return message, socket.socket(fileno=fds[0])
+    """The next ``Handed`` call, or None once the first host has closed."""
+    message = channel.recv(HANDED_MAX)
+    if not message:
+        return None
+    return Handed(**json.loads(message))
 
 
 def unpack(sandbox, environment):

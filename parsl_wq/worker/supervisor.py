@@ -7,61 +7,54 @@ and a session of its own; ``ps`` shows it as that task's command::
 
     python pwq_worker.pyz warm ../pwq_warm.KEY
 
-    pwq_call.sh ──TCP──> supervisor ──socketpair: the connection──> host ──fork per call──> app process
+    task's shell ──"PID FD SANDBOX" on a pipe──> supervisor ──socketpair──> host ──fork per call──> app process
+    (pwq_call.sh)         (its door: door.py)
 
-1. It binds 127.0.0.1:PORT and writes ``PORT TOKEN`` to ``port`` in its folder
-   (``read_port``). Every warm task's ``pwq_call.sh`` reads it, connects, and
-   checks that the host greets with the token: nobody else can read it.
-2. It accepts each connection, refuses another user's (``from_this_user``),
-   and hands it (``SCM_RIGHTS``) to an idle host, the one that answered last:
-   a chain of apps stays on one host, whose imports are the warmest. While
-   every host is busy it forks one more (``host.Host``), so the worker runs as
-   many warm calls at once as Work Queue gives it.
-3. A host that dies (killed, out of memory) is forgotten; the call it was
-   serving gets no answer, which the manager reports as a lost warm process.
+1. It opens its door (``door.Door``): two pipes and the file ``door`` in its
+   folder, which names them. Each warm task's shell opens the pipes through
+   ``/proc``, which no other user may, and sends its pid, the descriptor of
+   its output, and its sandbox.
+2. It hands each call to an idle host, the one that answered last: a chain of
+   apps stays on one host, whose imports are the warmest. While every host is
+   busy it forks one more (``host.Host``), so the worker runs as many warm
+   calls at once as Work Queue gives it.
+3. A host that dies (killed, out of memory) is forgotten, and the shell of the
+   call it was serving is woken without an answer, which the manager reports as
+   a lost warm process.
 4. When the worker process ends, it stops the hosts and their apps, removes
-   ``port`` and exits: nothing outlives the worker.
+   its door and exits: nothing outlives the worker, and every shell still
+   waiting sees the door close.
 
 Work Queue knows nothing of it: it works on any engine, with workers from any
 launcher, and needs no option on the worker's command line.
 """
 
 import os
-import secrets
 import select
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass
+from typing import Optional
 
-from .host import IDLE, Host, from_this_user
-from .packed import send_connection
+from ..protocol.warm import ANSWERED
+from .door import Door
+from .host import IDLE, Host
 from .processes import die_with_parent, kill_group
 
-PORT = "port"               # the host's port and token, in its folder
 LOG = "log"                 # what the supervisor and its hosts write
-READY = b"ready\n"          # said on stdout once the port is announced
+READY = b"ready\n"          # said on stdout once the door is open
 RESTART_PAUSE = 0.5         # seconds between a host that died young and its replacement
 STOP_GRACE = 2              # seconds a host has to stop its app on SIGTERM
 
 
 @dataclass
 class Hosted:
-    channel: socket.socket  # where the host gets connections and says IDLE
+    channel: socket.socket  # where the host gets calls and says IDLE
     started: float
-    busy: bool = False
+    serving: Optional[int] = None   # the pid of the shell whose call it serves; None while idle
     last_idle: float = 0.0
-
-
-def read_port(folder):
-    """(port, token) that the folder's host wrote, or (None, None)."""
-    try:
-        with open(os.path.join(folder, PORT)) as f:
-            port, token = f.read().split()
-        return int(port), token
-    except (OSError, ValueError):
-        return None, None
 
 
 class Supervisor:
@@ -69,53 +62,46 @@ class Supervisor:
         self.program = program
         self.worker_pid = worker_pid
         self.folder = os.getcwd()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.token = secrets.token_hex(16)
+        self.door = None
         self.hosts = {}         # pid -> Hosted
 
     def serve(self):
         watch = worker_watch(self.worker_pid)
-        announce(self.folder, self.listener.getsockname()[1], self.token)
+        self.door = Door(self.folder)
         os.write(sys.stdout.fileno(), READY)
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())      # the caller reads nothing more
+        waiting = []            # calls that came while the door was read in one go: (pid, fd, sandbox)
         try:
             while True:
-                waitables = [self.listener] + [h.channel for h in self.hosts.values()]
+                waitables = [self.door] + [h.channel for h in self.hosts.values()]
                 readable, _, _ = select.select(waitables + ([watch] if watch is not None else []), [], [], 1.0)
                 if watch in readable if watch is not None else not alive(self.worker_pid):
                     return 0
                 for pid, hosted in list(self.hosts.items()):
                     if hosted.channel in readable:
                         self.heard(pid, hosted)
-                if self.listener in readable:
-                    self.dispatch()
+                if self.door in readable:
+                    waiting += self.door.requests()
+                while waiting:
+                    self.dispatch(*waiting.pop(0))
         finally:
             self.stop()
 
-    def dispatch(self):
-        """Hand a new connection to the idle host that answered last, or to a new host.
-
-        The host is chosen, and forked if need be, before the connection is
-        accepted: a host forked while the supervisor holds a connection would
-        hold it too, and the task would never see its end.
-        """
-        idle = [(hosted.last_idle, pid) for pid, hosted in self.hosts.items() if not hosted.busy]
+    def dispatch(self, caller, fd, sandbox):
+        """Hand a call to the idle host that answered last, or to a new host."""
+        idle = [(hosted.last_idle, pid) for pid, hosted in self.hosts.items() if hosted.serving is None]
         pid = max(idle)[1] if idle else self.start_host()
-        connection, peer = self.listener.accept()
-        with connection:
-            if not from_this_user(connection):
-                sys.stderr.write("parsl_wq warm host: refused a connection from %s: another user's\n" % (peer,))
-                return
-            try:
-                send_connection(self.hosts[pid].channel, b"c", connection)
-            except OSError as e:    # it has just died: the task's command sees no answer
-                sys.stderr.write("parsl_wq warm host %d: the call could not be handed over: %s\n" % (pid, e))
-                self.forget(pid)
-                return
-            self.hosts[pid].busy = True
+        try:
+            self.hosts[pid].channel.send(b"%d %d %s" % (caller, fd, sandbox.encode()))
+        except OSError as e:    # it has just died
+            sys.stderr.write("parsl_wq warm host %d: the call could not be handed over: %s\n" % (pid, e))
+            self.forget(pid)
+            wake(caller)
+            return
+        self.hosts[pid].serving = caller
 
     def start_host(self):
-        if any(time.monotonic() - hosted.started < RESTART_PAUSE and not hosted.busy
+        if any(time.monotonic() - hosted.started < RESTART_PAUSE and hosted.serving is None
                for hosted in self.hosts.values()):
             time.sleep(RESTART_PAUSE)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -123,13 +109,13 @@ class Supervisor:
         if pid == 0:
             try:
                 ours.close()
-                self.listener.close()
+                self.door.close_in_fork()
                 for hosted in self.hosts.values():
                     hosted.channel.close()
                 os.setpgid(0, 0)
                 die_with_parent()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                Host(self.folder, self.program, self.token).serve_supervised(theirs)
+                Host(self.folder, self.program).serve_supervised(theirs)
             finally:
                 os._exit(1)
         theirs.close()
@@ -142,21 +128,22 @@ class Supervisor:
         except OSError:
             said = b""
         if said == IDLE:
-            hosted.busy, hosted.last_idle = False, time.monotonic()
+            hosted.serving, hosted.last_idle = None, time.monotonic()
         else:
             self.forget(pid)
 
     def forget(self, pid):
-        """A host that ended: reap it."""
-        self.hosts.pop(pid).channel.close()
+        """A host that ended: reap it, and wake the shell of the call it was serving, which gets no answer."""
+        hosted = self.hosts.pop(pid)
+        hosted.channel.close()
         _, status = os.waitpid(pid, 0)
         sys.stderr.write("parsl_wq warm host %d ended (status %d)\n" % (pid, status))
+        if hosted.serving is not None:
+            wake(hosted.serving)
 
     def stop(self):
-        try:
-            os.remove(os.path.join(self.folder, PORT))
-        except OSError:
-            pass
+        if self.door is not None:
+            self.door.close()
         for pid in self.hosts:
             try:
                 os.kill(pid, signal.SIGTERM)    # it stops its app's process group, then exits
@@ -172,12 +159,12 @@ class Supervisor:
             kill_group(pid)
 
 
-def announce(folder, port, token):
-    os.umask(0o077)
-    path = os.path.join(folder, PORT)
-    with open(path + ".tmp", "w") as f:
-        f.write("%d %s\n" % (port, token))
-    os.replace(path + ".tmp", path)
+def wake(pid):
+    """Wake a task's shell that will get no answer: it prints none, and the manager reports a lost warm process."""
+    try:
+        os.kill(pid, ANSWERED)
+    except OSError:
+        pass
 
 
 def worker_watch(pid):
