@@ -100,6 +100,29 @@ def test_a_warm_process_killed_mid_app_fails_that_app_and_is_replaced(warm, tmp_
     assert new_host != host and later[-1][1] == new_host                    # warm again, in a new process
 
 
+def test_a_supervisor_killed_mid_app_fails_that_app_and_a_new_one_serves(warm, tmp_path):
+    """SIGKILL to the supervisor: its warm processes go with it, the waiting task's shell sees the door close (it
+    does not wait for ever), and the next task finds the dead supervisor's door (its pid, no descriptor that reads
+    the token) and starts a new one."""
+    from parsl_wq.worker.door import DOOR, read_door
+    warm(cores=1)
+    marker = str(tmp_path / "started")
+    future = warm_apps.report_then_sleep(marker, 120)
+    assert wait_until(lambda: os.path.exists(marker), timeout=TIMEOUT)
+    app, host = map(int, open(marker).read().split())
+    supervisor = psutil.Process(host).ppid()
+    folder = os.readlink(f"/proc/{host}/cwd")
+    os.kill(supervisor, signal.SIGKILL)
+    exc = future.exception(timeout=TIMEOUT)
+    assert type(exc) is TaskFailure and exc.result == "WARM_PROCESS_LOST", exc
+    assert wait_until(lambda: not psutil.pid_exists(host) and not psutil.pid_exists(app), timeout=10)
+    assert read_door(folder)[0] == supervisor          # left behind: SIGKILL gave it no time to remove it
+    _, new_host, cmdline, cwd = warm_apps.host_identity().result(timeout=TIMEOUT)
+    assert new_host != host and cmdline[-2] == "warm" and cwd == folder
+    assert read_door(folder)[0] == psutil.Process(new_host).ppid() != supervisor
+    assert os.path.exists(os.path.join(folder, DOOR))
+
+
 def test_a_worker_killed_mid_app_loses_no_app(tmp_path, no_leftover_workers, monkeypatch):
     executor = WorkQueueExecutor(port=0, coprocess=True, provider=LocalProvider(init_blocks=0))
     kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
