@@ -46,6 +46,8 @@ def test_by_default_a_temporary_folder_lives_in_the_task_sandbox_and_goes_with_i
     node_tmp = load_with_node_tmpdir()
     folder = crash_apps.make_temporary_folder().result(timeout=TIMEOUT)
     assert os.path.dirname(folder) != node_tmp       # inside the worker's folder for that one task
+    # the folder Work Queue made for the task in its sandbox, cold and warm (both engines make one)
+    assert os.path.basename(os.path.dirname(folder)).startswith("cctools-temp-t."), folder
     assert wait_until(lambda: not os.path.exists(folder), timeout=10)
     with pytest.raises(FileNotFoundError):
         crash_apps.write_into(folder, "later").result(timeout=TIMEOUT)

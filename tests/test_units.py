@@ -723,12 +723,13 @@ def test_a_call_is_answered_in_its_shells_output_and_the_shell_woken(tmp_path):
     try:
         command = task_command("../pwq_warm.k", "echo no host; ", "pwq_worker.pyz")
         shell = subprocess.Popen(["/bin/sh", "-c", command], cwd=sandbox, stdout=subprocess.PIPE, text=True,
-                                 env={"PATH": "/nonexistent", CALL_VARIABLE: encode_call(WarmCall({}, {}, 1, None, None, "x"))})
+                                 env={"PATH": "/nonexistent", "TMPDIR": "/the/task's tmp",
+                                      CALL_VARIABLE: encode_call(WarmCall({}, {}, 1, None, None, "x"))})
         assert select.select([opened], [], [], 30)[0]
         [(pid, fd, where)] = opened.requests()
         assert pid == shell.pid and where == sandbox
         call = door.Call(pid, fd, where)
-        assert call.read().calls_id == "x"
+        assert call.read().calls_id == "x" and call.tmpdir == "/the/task's tmp"
         answer = WarmAnswer(0, "out", {"wall_time": 1.0}, {})
         call.answer(answer)
         call.close()

@@ -81,7 +81,7 @@ def test_an_app_gets_its_own_temporary_folder_though_its_warm_process_chose_one(
     warm(cores=1)
     for _ in range(3):      # the first teaches the warm process the probe, which asks tempfile for its folder
         folder, sandbox = warm_apps.temporary_folder_and_sandbox().result(timeout=TIMEOUT)
-        assert os.path.dirname(folder) == sandbox
+        assert os.path.dirname(folder) == sandbox and os.path.basename(folder).startswith("cctools-temp-t.")
 
 
 def test_a_warm_process_killed_mid_app_fails_that_app_and_is_replaced(warm, tmp_path):
@@ -377,8 +377,9 @@ def test_a_call_that_is_not_a_warm_call_leaves_the_warm_host_serving(warm, tmp_p
     warm(cores=1)
     _, host, _, folder = warm_apps.host_identity().result(timeout=TIMEOUT)
     pid, calls, _, _, _ = read_door(folder)
-    shell = subprocess.Popen(["/bin/sh", "-c", 'trap "echo woken; exit 0" USR1; read x'],
+    shell = subprocess.Popen(["/bin/sh", "-c", 'trap "echo woken; exit 0" USR1; echo waiting; read x'],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert shell.stdout.readline() == "waiting\n"     # its trap is set
     with open("/proc/%d/fd/%d" % (pid, calls), "wb", buffering=0) as door_calls:
         for line in (b"garbage\x00\xff\n", b"\n", b"12 1 relative/path\n", b"%d 1 %s\n" % (shell.pid, bytes(tmp_path))):
             door_calls.write(line)

@@ -27,8 +27,9 @@ from .processes import die_with_parent, read_all
 
 OUTPUT = "pwq_output"        # the apps' stdout and stderr, in the task's sandbox
 
-AppCall = namedtuple("AppCall", ["sandbox", "call"])
-AppCall.__doc__ = """What the host tells an app process (JSON on a pipe): the task's sandbox, and its ``WarmCall``."""
+AppCall = namedtuple("AppCall", ["sandbox", "call", "tmpdir"])
+AppCall.__doc__ = """What the host tells an app process (JSON on a pipe): the task's sandbox, its ``WarmCall``, and
+the task's TMPDIR as Work Queue set it ("" if none)."""
 
 
 class Spare:
@@ -58,8 +59,8 @@ class Spare:
         os.close(reports_w)
         return cls(pid, call_w, Reports(reports_r), learning)
 
-    def start(self, sandbox, call):
-        message = json.dumps(AppCall(sandbox, call._asdict())._asdict()).encode()
+    def start(self, sandbox, call, tmpdir=""):
+        message = json.dumps(AppCall(sandbox, call._asdict(), tmpdir)._asdict()).encode()
         try:
             os.write(self.call_w, message)      # the spare is reading it
         finally:
@@ -168,7 +169,7 @@ def app_process(functions, call_r, reports_w, ahead=(), learning=False):
         sys.path.insert(0, sandbox)     # as for a cold task, whose sys.path[0] is its sandbox
         report = reporter(reports_w)
         redirect_output(os.path.join(sandbox, OUTPUT))
-        set_environment(sandbox, call)
+        set_environment(sandbox, call, app_call.tmpdir)
         known = set(functions)
         status = runner.main(CALLS, RESULTS, call.calls_id, functions)
         for name in set(functions) - known:
@@ -240,16 +241,21 @@ def redirect_output(path):
     os.close(devnull)
 
 
-def set_environment(sandbox, call):
-    """The task's variables, and a temporary folder as a cold task has one.
+def set_environment(sandbox, call, task_tmpdir=""):
+    """The task's variables, and its temporary folder, as a cold task has them.
 
     The executor's ``env`` is the warm host's own already: its Python started
     with it (``caller``), so PYTHONPATH, LD_LIBRARY_PATH and the like act as
-    they do in a cold task.
+    they do in a cold task. The temporary folder is the task's TMPDIR
+    (``task_tmpdir``), which both engines make for each task in its sandbox,
+    as a cold task's; with ``shared_fs=True`` the node's. Where the task has
+    none, one is made in the sandbox.
     """
     os.environ.update(call.env or {})
     if call.node_tmpdir:
         tmpdir = os.environ.get(call.node_tmpdir) or "/tmp"
+    elif task_tmpdir and os.path.isdir(task_tmpdir):
+        tmpdir = task_tmpdir
     else:
         tmpdir = os.path.join(sandbox, "pwq_tmp")
         os.makedirs(tmpdir, exist_ok=True)

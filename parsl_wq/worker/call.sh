@@ -8,7 +8,7 @@
 # environment, is its WarmCall as one line of JSON (parsl_wq.protocol.warm).
 # 1. Check that the door is the supervisor's: its descriptor DOOR reads the same TOKEN (a process that took
 #    the pid of a dead supervisor has no such descriptor).
-# 2. Write the call to pwq_call in the sandbox; open the pipe BLOCK, which nobody writes to, and the task's
+# 2. Write the call and the task's TMPDIR to pwq_call in the sandbox; open the pipe BLOCK, which nobody writes to, and the task's
 #    output once more as descriptor 4 (descriptor 1 is elsewhere while a command's output is redirected);
 #    send "PID 4 SANDBOX" on the pipe CALLS.
 # 3. Wait on BLOCK. The host writes its answer, one line of JSON, to descriptor 4, the task's output (the
@@ -21,7 +21,7 @@
     read -r pwq_pid pwq_calls pwq_block pwq_door pwq_token < "$pwq_folder/door" &&
         read -r _ _ _ _ pwq_check < "/proc/$pwq_pid/fd/$pwq_door" &&
         [ "$pwq_check" = "$pwq_token" ] && [ ${#PWD} -lt 4000 ] &&
-        printf '%s\n' "$PWQ_CALL" > pwq_call &&
+        printf '%s\n%s\n' "$PWQ_CALL" "$TMPDIR" > pwq_call &&
         command exec 3< "/proc/$pwq_pid/fd/$pwq_block" 4>&1
 } 2>/dev/null && {
     trap '[ -f pwq_answer ] && IFS= read -r pwq_answer < pwq_answer && printf "%s\n" "$pwq_answer"; exit 0' USR1

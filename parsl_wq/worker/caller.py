@@ -198,7 +198,7 @@ def call(door):
     the host writes its answer to this process's output (or to ANSWER_FILE, printed here) and wakes it."""
     pid, calls, block = door
     with open(CALL_FILE, "w") as f:
-        f.write(os.environ.get(CALL_VARIABLE, "") + "\n")
+        f.write("%s\n%s\n" % (os.environ.get(CALL_VARIABLE, ""), os.environ.get("TMPDIR", "")))
     woken_r, woken_w = os.pipe()
     os.set_blocking(woken_w, False)
     signal.set_wakeup_fd(woken_w)

@@ -15,7 +15,8 @@ descriptors: no other user on the node can send a call, hold one up, or read
 one. Nothing listens on a port.
 
 A ``Call`` is a task's shell that sent its line and waits. The host reads
-the call that the shell wrote in its sandbox (``CALL_FILE``), writes the
+the call that the shell wrote in its sandbox (``CALL_FILE``: the
+``WarmCall``, then the task's TMPDIR, each on a line), writes the
 answer, one line, to the shell's descriptor FD, the task's output (a file of
 the worker's that Work Queue returns), or where it cannot to
 ``ANSWER_FILE``, which the shell prints, and sends the shell ``ANSWERED``.
@@ -133,6 +134,7 @@ class Call:
         self.pid = pid
         self.fd = fd            # the shell's copy of its stdout
         self.sandbox = sandbox
+        self.tmpdir = ""        # the task's TMPDIR, as Work Queue set it for the task (``read``)
         try:
             self.pidfd = os.pidfd_open(pid)     # Linux 5.3; else its end is looked for (``ended``)
         except ProcessLookupError:
@@ -154,12 +156,14 @@ class Call:
             return True
 
     def read(self):
-        """The shell's ``WarmCall``, as it wrote it into the sandbox."""
+        """The shell's ``WarmCall``, as it wrote it into the sandbox (and its TMPDIR, in ``tmpdir``)."""
         with open(os.path.join(self.sandbox, CALL_FILE), "rb") as f:
             text = f.read(CALL_MAX + 1)
         if len(text) > CALL_MAX:
             raise ValueError("a call of over %d bytes" % CALL_MAX)
-        return decode_call(text.decode())
+        call, _, tmpdir = text.decode().partition("\n")
+        self.tmpdir = tmpdir.rstrip("\n")
+        return decode_call(call)
 
     def answer(self, answer):
         """Give the shell its answer, then wake it (woken without one where neither place takes it)."""

@@ -148,6 +148,7 @@ class Host:
                 return
             try:
                 caller = Call(handed.pid, handed.fd, handed.sandbox)
+                caller.tmpdir = handed.tmpdir
             except OSError as e:
                 sys.stderr.write("parsl_wq warm host: %s\n" % e)
             else:
@@ -168,7 +169,7 @@ class Host:
         self.calls += 1
         started = time.time()
         self.running = spare.pid
-        spare.start(sandbox, call)
+        spare.start(sandbox, call, caller.tmpdir)
         try:
             ended = watch(spare.pid, caller, call.limits or {}, call.interval or 1, spare.reports)
         except BaseException:

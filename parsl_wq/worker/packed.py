@@ -20,10 +20,10 @@ from ..protocol.warm import WarmAnswer
 HANDED_MAX = 1 << 20         # the largest call handed to a packed environment's host
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")   # a file's name in one folder: no "/", no ".."
 
-Handed = namedtuple("Handed", ["sandbox", "call", "pid", "fd"])
+Handed = namedtuple("Handed", ["sandbox", "call", "pid", "fd", "tmpdir"])
 Handed.__doc__ = """A call handed to a packed environment's host (JSON): the task's sandbox, the ``WarmCall`` as a
-dict, and the pid of the task's shell, which waits for the answer, with the descriptor it is written to
-(``door.Call``)."""
+dict, the pid of the task's shell, which waits for the answer, with the descriptor it is written to, and the
+task's TMPDIR (``door.Call``)."""
 
 
 class PackedHosts:
@@ -51,7 +51,7 @@ class PackedHosts:
             except OSError as e:
                 return WarmAnswer(EXIT_RUNNER_FAILED, "parsl_wq warm host: the Python of environment %s did not "
                                   "start: %s\n" % (name, e), {}, {})
-        message = json.dumps(Handed(sandbox, call._asdict(), caller.pid, caller.fd)._asdict()).encode()
+        message = json.dumps(Handed(sandbox, call._asdict(), caller.pid, caller.fd, caller.tmpdir)._asdict()).encode()
         try:
             self.hosts[name][1].send(message)
         except OSError as e:
