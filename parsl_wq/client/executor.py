@@ -223,8 +223,8 @@ class WorkQueueExecutor(BlockProviderExecutor, RepresentationMixin):
     coprocess : bool
         Warm workers: run each task's apps in a fork of a warm Python that the
         worker's first warm task starts, on any engine and any node with a
-        Python 3 and bash (not a Work Queue coprocess: nothing on the worker's
-        command line). An app's imports and its function stay loaded for the
+        Python 3 and ``/bin/sh`` (not a Work Queue coprocess: nothing on the
+        worker's command line). An app's imports and its function stay loaded for the
         next apps, and no Python starts per task; what an app changes ends
         with its fork; ``init_command`` runs once per warm Python (see
         docs/warm.md). Default True; False starts a fresh Python for each task.
