@@ -130,11 +130,12 @@ def parse_request(line):
 class Call:
     """A task's shell waiting in its sandbox for the answer to its call (module docstring)."""
 
-    def __init__(self, pid, fd, sandbox):
+    def __init__(self, pid, fd, sandbox, tmpdir=""):
         self.pid = pid
         self.fd = fd            # the shell's copy of its stdout
         self.sandbox = sandbox
-        self.tmpdir = ""        # the task's TMPDIR, as Work Queue set it for the task (``read``)
+        self.tmpdir = tmpdir    # the task's TMPDIR, as Work Queue set it for the task (``read``)
+        self.woken = False      # the shell has been sent ANSWERED, here or by the host the call was handed to
         try:
             self.pidfd = os.pidfd_open(pid)     # Linux 5.3; else its end is looked for (``ended``)
         except ProcessLookupError:
@@ -193,6 +194,7 @@ class Call:
 
     def wake(self):
         """Send the shell ``ANSWERED``: it prints what it was given (if anything) and exits."""
+        self.woken = True
         try:
             if self.pidfd is not None:
                 signal.pidfd_send_signal(self.pidfd, ANSWERED)
@@ -202,6 +204,10 @@ class Call:
             pass
 
     def close(self):
+        """Done with the call. A shell not woken yet is woken without an answer (the manager reports a lost warm
+        process): none waits for ever."""
+        if not self.woken:
+            self.wake()
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None

@@ -115,8 +115,7 @@ class Host:
 
     def serve(self, caller):
         """One call: read it in the task's sandbox, run it, answer. A call that cannot be read or run gets no
-        answer: its shell is woken all the same, and the manager reports a lost warm process."""
-        woken = False
+        answer: its shell is woken all the same (``Call.close``), and the manager reports a lost warm process."""
         try:
             try:
                 call = caller.read()
@@ -126,15 +125,12 @@ class Host:
             if call.environment:
                 answer = self.packed.hand(caller, call)
                 if answer is None:      # the environment's host answers and wakes the shell, then says IDLE
-                    woken = self.packed.wait(call.environment["name"])
+                    caller.woken = self.packed.wait(call.environment["name"])
                     return
             else:
                 answer = self.run(caller.sandbox, call, caller)
-            woken = True
             caller.answer(answer)
         finally:
-            if not woken:
-                caller.wake()
             caller.close()
 
     def serve_handed(self, channel):
@@ -147,19 +143,13 @@ class Host:
             if handed is None:
                 return
             try:
-                caller = Call(handed.pid, handed.fd, handed.sandbox)
-                caller.tmpdir = handed.tmpdir
+                caller = Call(handed.pid, handed.fd, handed.sandbox, handed.tmpdir)
             except OSError as e:
                 sys.stderr.write("parsl_wq warm host: %s\n" % e)
             else:
-                woken = False
                 try:
-                    answer = self.run(handed.sandbox, WarmCall(**handed.call), caller)
-                    woken = True
-                    caller.answer(answer)
+                    caller.answer(self.run(handed.sandbox, WarmCall(**handed.call), caller))
                 finally:
-                    if not woken:
-                        caller.wake()
                     caller.close()
             channel.send(IDLE)
             self.reap()

@@ -70,7 +70,6 @@ class Supervisor:
         self.door = Door(self.folder)
         os.write(sys.stdout.fileno(), READY)
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())      # the caller reads nothing more
-        waiting = []            # calls that came while the door was read in one go: (pid, fd, sandbox)
         try:
             while True:
                 waitables = [self.door] + [h.channel for h in self.hosts.values()]
@@ -81,9 +80,8 @@ class Supervisor:
                     if hosted.channel in readable:
                         self.heard(pid, hosted)
                 if self.door in readable:
-                    waiting += self.door.requests()
-                while waiting:
-                    self.dispatch(*waiting.pop(0))
+                    for request in self.door.requests():
+                        self.dispatch(*request)
         finally:
             self.stop()
 
