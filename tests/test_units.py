@@ -740,6 +740,32 @@ def test_a_call_is_answered_in_its_shells_output_and_the_shell_woken(tmp_path):
     assert output.count("\n") == 1         # the answer alone: the shell printed nothing of its own
 
 
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_a_call_sees_its_shell_end_and_wakes_a_shell_it_did_not_answer(pidfd):
+    """With a pidfd (Linux 5.3), and without one (older kernels: /proc and kill): closing a call that was never
+    answered wakes its shell, and the shell's end is seen, dead but not yet reaped included."""
+    from conftest import wait_until
+    from parsl_wq.worker import door
+    shell = subprocess.Popen(["/bin/sh", "-c", 'trap "echo woken; exit 0" USR1; echo waiting; read x'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert shell.stdout.readline() == "waiting\n"
+        call, watcher = door.Call(shell.pid, 1, "/nonexistent"), door.Call(shell.pid, 1, "/nonexistent")
+        for c in (call, watcher):
+            if not pidfd and c.pidfd is not None:
+                os.close(c.pidfd)
+                c.pidfd = None
+        assert (watcher.fileno() is not None) == pidfd and not watcher.ended()
+        call.close()                                    # never answered
+        assert shell.stdout.readline() == "woken\n"
+        assert wait_until(watcher.ended, timeout=10)    # not reaped yet: this test has not waited for it
+        watcher.woken = True
+        watcher.close()
+    finally:
+        shell.kill()
+        shell.wait()
+
+
 @pytest.mark.parametrize("door_state", ["none", "stale", "closing"])
 def test_a_warm_tasks_shell_runs_its_start_steps_intact_where_no_door_answers(tmp_path, door_state):
     """No door, a dead supervisor's door (this test's pid, descriptors it does not have): the task's shell runs
