@@ -223,6 +223,25 @@ def test_running_time_min_is_a_hint_not_a_limit_cold_and_warm(tmp_path, no_lefto
         kernel.cleanup()
 
 
+def test_files_an_app_makes_get_the_same_mode_cold_and_warm(tmp_path, no_leftover_workers):
+    """The warm processes keep the task's umask: an app's files are no more private warm than cold."""
+    modes = {}
+    for coprocess in (False, True):
+        executor = WorkQueueExecutor(port=0, coprocess=coprocess, worker_options="--cores 1")
+        kernel = parsl.load(Config(executors=[executor], run_dir=str(tmp_path / "run"), strategy="none"))
+        try:
+            modes[coprocess] = [warm_apps.file_mode().result(timeout=TIMEOUT) for _ in range(2)]
+        finally:
+            kernel.cleanup()
+    assert modes[True] == modes[False] == [0o666 & ~current_umask()] * 2, modes
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @pytest.mark.parametrize("coprocess", [False, True], ids=["cold", "warm"])
 def test_env_pythonpath_reaches_the_apps_imports_cold_and_warm(tmp_path, no_leftover_workers, coprocess):
     folder = tmp_path / "modules"

@@ -89,3 +89,13 @@ def host_identity(parsl_resource_specification=ONE_CORE):
     with open(f"/proc/{parent}/cmdline", "rb") as f:
         cmdline = f.read().split(b"\0")
     return os.getpid(), parent, [c.decode() for c in cmdline if c], os.readlink(f"/proc/{parent}/cwd")
+
+
+@python_app
+def file_mode(parsl_resource_specification=ONE_CORE):
+    """The mode a file the app creates gets: what the task's umask leaves of 0666."""
+    import os
+    import stat
+    with open("pwq_mode_probe", "w"):
+        pass
+    return stat.S_IMODE(os.stat("pwq_mode_probe").st_mode)

@@ -48,7 +48,7 @@ class Door:
         self.block_r, self.block_w = os.pipe()
         self.token = secrets.token_hex(16)
         self.path = os.path.join(folder, DOOR)
-        os.umask(0o077)
+        # Mode 0600 whatever the umask; the supervisor keeps the task's umask, which its apps inherit.
         self.door_fd = os.open(self.path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.write(self.door_fd, b"%d %d %d %d %s\n" % (os.getpid(), self.calls_w, self.block_r, self.door_fd,
                                                        self.token.encode()))
