@@ -1113,7 +1113,7 @@ def test_the_cpu_a_spare_used_before_its_call_is_not_counted_as_the_apps(reports
         try:
             os.write(reports_w, b"=called 0.5\n")
             if reports_its_end:
-                os.write(reports_w, b"=done 0 0.75 1000\n")
+                os.write(reports_w, b"=done 0 0.75 1000 0.01\n")     # exit code, CPU, peak KB, seconds run
                 time.sleep(5)       # still exiting when the host answers
             else:
                 deadline = time.process_time() + 0.1    # CPU of its own, less than it said it had used before
@@ -1135,5 +1135,6 @@ def test_the_cpu_a_spare_used_before_its_call_is_not_counted_as_the_apps(reports
     assert ended.reaped is not reports_its_end
     if reports_its_end:
         assert ended.cpu == pytest.approx(0.25)
+        assert reports.ran == 0.01
     else:
         assert ended.cpu == 0.0         # 0.1 s used in all, 0.5 s of it before the call

@@ -55,6 +55,22 @@ def test_an_import_is_paid_once_per_warm_process(warm, tmp_path):
     assert all(imported_in == host and pid != host for pid, imported_in in calls[1:])
 
 
+def test_an_import_is_paid_once_per_warm_process_when_the_next_fork_is_made_during_the_app(warm, tmp_path):
+    """Apps that outlast a fork have the next call's app process forked while they run, before the warm process
+    imports what they import: that fork is made again once it has, so the import is still paid once."""
+    warm(cores=1)
+    before = [warm_apps.use_probe_after(0.3, probe=False).result(timeout=TIMEOUT) for _ in range(3)]
+    calls = [warm_apps.use_probe_after(0.3).result(timeout=TIMEOUT) for _ in range(4)]
+    # From the 2nd call on, the next app process is forked while the call runs (its clock: 10 ms), and forked
+    # again after it where the warm process loaded more: an import, the pages learned after calls 1, 2, 4, ...
+    runs = before + calls
+    forked_early = [later[2] < earlier[3] - 0.1 for earlier, later in zip(runs[1:], runs[2:])]
+    assert sum(forked_early) >= 2, (forked_early, runs)
+    assert len(imports_logged(tmp_path)) == 2, (imports_logged(tmp_path), calls)
+    host = calls[1][1]
+    assert all(imported_in == host and pid != host for pid, imported_in, _, _ in calls[1:])
+
+
 def test_a_chain_of_apps_on_a_two_core_worker_stays_on_one_warm_process(warm):
     """Each call goes to the warm process that answered last, which says it is idle as soon as it has answered,
     before it reaps its app process and learns the pages that app wrote: a call handed to another warm process

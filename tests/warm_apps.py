@@ -14,6 +14,22 @@ def use_probe(parsl_resource_specification=ONE_CORE):
 
 
 @python_app
+def use_probe_after(seconds, probe=True, parsl_resource_specification=ONE_CORE):
+    """``use_probe`` (or not) after a pause: (pid, where warm_probe was imported or None, when this process was
+    forked, when the app ended), both times in seconds since the machine booted (the first to 10 ms)."""
+    import os
+    import time
+    time.sleep(seconds)
+    imported_in = None
+    if probe:
+        import warm_probe
+        imported_in = warm_probe.IMPORTED_IN
+    with open("/proc/self/stat") as f:
+        forked = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return os.getpid(), imported_in, forked, time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+@python_app
 def change_everything(parsl_resource_specification=ONE_CORE):
     import os
     import sys

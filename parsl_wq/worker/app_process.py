@@ -59,6 +59,16 @@ class Spare:
         os.close(reports_w)
         return cls(pid, call_w, Reports(reports_r), learning)
 
+    def discard(self):
+        """Stop and reap a spare that will get no call."""
+        os.close(self.call_w)
+        self.reports.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+
     def start(self, sandbox, call, tmpdir=""):
         message = json.dumps(AppCall(sandbox, call._asdict(), tmpdir)._asdict()).encode()
         try:
@@ -81,6 +91,7 @@ class Reports:
         self.partial = b""
         self.functions_loaded = []
         self.done = None    # (exit code, CPU seconds, peak resident KB) that the app process reported as it ended
+        self.ran = None     # the seconds it reported it ran, from its call to its end
         self.cpu_before_call = 0.0  # CPU seconds it had used when its call came, which are not the app's
         self.pages = None   # the runs of pages it wrote (``pages.written``), if it was a learning spare
 
@@ -101,8 +112,8 @@ class Reports:
                 continue
             if line.startswith(self.DONE):
                 try:
-                    code, cpu, peak = line[len(self.DONE):].split()
-                    self.done = (int(code), float(cpu), int(peak))
+                    code, cpu, peak, ran = line[len(self.DONE):].split()
+                    self.done, self.ran = (int(code), float(cpu), int(peak)), float(ran)
                 except ValueError:      # not the app process's own line: wait for its exit
                     pass
                 continue
@@ -151,6 +162,7 @@ def app_process(functions, call_r, reports_w, ahead=(), learning=False):
     """
     status = EXIT_RUNNER_FAILED
     mappings = None
+    called = None
     try:
         os.setpgid(0, 0)        # the host stops the app and everything it started together
         die_with_parent()
@@ -161,6 +173,7 @@ def app_process(functions, call_r, reports_w, ahead=(), learning=False):
         message = read_all(call_r)
         if not message:
             os._exit(0)
+        called = time.monotonic()
         # The CPU time spent so far (copying pages ahead) is not the app's: the host takes it off what it reports.
         report_line(reports_w, b"%s%r" % (Reports.CALLED, cpu_seconds()))
         app_call = AppCall(**json.loads(message))
@@ -178,19 +191,21 @@ def app_process(functions, call_r, reports_w, ahead=(), learning=False):
         import traceback
         traceback.print_exc()
     runner.flush_output()
-    report_done(reports_w, status)
+    report_done(reports_w, status, called)
     if learning:        # after the end is reported: off the task's path
         written = pages.written(mappings) if mappings and status == 0 else []
         report_line(reports_w, Reports.PAGES + pages.encode(written))
     os._exit(status)
 
 
-def report_done(fd, status):
-    """Tell the host the exit code and what this process used, before it exits: the host answers the task
-    without waiting for the kernel to take a large address space down (a millisecond, with pandas loaded).
-    Where the line does not fit in the pipe, the host waits for the exit instead."""
+def report_done(fd, status, called=None):
+    """Tell the host the exit code, what this process used and how long it ran since its call came (``called``,
+    ``time.monotonic``), before it exits: the host answers the task without waiting for the kernel to take a
+    large address space down (a millisecond, with pandas loaded). Where the line does not fit in the pipe, the
+    host waits for the exit instead."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = b"%s%d %r %d\n" % (Reports.DONE, status, cpu_seconds(), max(me.ru_maxrss, children.ru_maxrss))
+    ran = time.monotonic() - called if called is not None else 0.0
+    line = b"%s%d %r %d %r\n" % (Reports.DONE, status, cpu_seconds(), max(me.ru_maxrss, children.ru_maxrss), ran)
     try:
         os.write(fd, line)
     except OSError:

@@ -30,6 +30,11 @@ worker's workspace, as many as the worker runs warm calls at once::
    app reports it: on a worker with a spare core both imports run at once.
    After a call whose apps loaded their functions without trouble, the host
    loads them too. Then it forks the next spare, which has both.
+5. Where the last app ran longer than the last fork took, the next spare is
+   forked while the app runs, on another core: the fork then holds no answer
+   back and is off the busy moments after it, and the spare has the whole app
+   to copy its pages. A spare forked before the host loaded more (step 4, or
+   the pages learned) is replaced once the call is answered.
 
 Isolation: each call runs in a fork of the host, so what its apps change (module
 globals, ``os.environ``, ``sys.path``, the working directory) ends with it. The
@@ -73,6 +78,9 @@ class Host:
         faulthandler.enable()   # an app that crashes in C code leaves its Python stack in its output
         self.functions = {}     # function file name -> function, loaded after an app used it
         self.spare = None
+        self.spare_warmth = None  # what the host had loaded when it forked the spare (``warmth``)
+        self.fork_seconds = 0.0   # how long the last fork of a spare took
+        self.app_seconds = 0.0    # how long the last call's app process ran
         self.running = None     # the app process of the call being served
         self.exiting = None     # the Spare of the call just answered, until its process is reaped
         self.calls = 0          # calls served; the spares of the 1st, 2nd, 4th, ... learn what pages they write
@@ -91,8 +99,23 @@ class Host:
     def fork_spare(self):
         """The next call's app process, forked now; the ``pages`` it copies ahead are the last ones learned."""
         number = self.calls + 1
-        return Spare.fork(self.functions, (self.channel,), self.ahead,
-                          learning=self.copies_ahead and number & (number - 1) == 0)
+        self.spare_warmth = self.warmth()
+        started = time.perf_counter()
+        spare = Spare.fork(self.functions, (self.channel,), self.ahead,
+                           learning=self.copies_ahead and number & (number - 1) == 0)
+        self.fork_seconds = time.perf_counter() - started
+        return spare
+
+    def warmth(self):
+        """What a spare takes from the host when it is forked: its modules, its functions, the pages to copy."""
+        return len(sys.modules), len(self.functions), id(self.ahead)
+
+    def renew_stale_spare(self):
+        """Replace a spare forked before the host loaded more (an app's imports or function, pages learned):
+        the next call gets the warmest fork. The spare is forked at the loop's top, before the next call comes."""
+        if self.spare is not None and self.spare_warmth != self.warmth():
+            self.spare.discard()
+            self.spare = None
 
     def serve_supervised(self, channel):
         """Serve the calls that the supervisor hands over ("PID FD SANDBOX"), one at a time; say IDLE after each."""
@@ -112,6 +135,7 @@ class Host:
                 sys.stderr.write("parsl_wq warm host: %s\n" % e)
             channel.send(IDLE)
             self.reap()     # after IDLE: a call that comes meanwhile waits for this host, not for a cold one
+            self.renew_stale_spare()
 
     def serve(self, caller):
         """One call: read it in the task's sandbox, run it, answer. A call that cannot be read or run gets no
@@ -153,6 +177,7 @@ class Host:
                     caller.close()
             channel.send(IDLE)
             self.reap()
+            self.renew_stale_spare()
 
     def run(self, sandbox, call, caller):
         spare, self.spare = self.spare or self.fork_spare(), None
@@ -160,6 +185,11 @@ class Host:
         started = time.time()
         self.running = spare.pid
         spare.start(sandbox, call, caller.tmpdir)
+        if self.app_seconds > self.fork_seconds:
+            # The next call's spare, forked while this app runs (on another core) where the last app outlasted
+            # the last fork: the fork does not hold the answer back, it is off the busy moments after the
+            # answer, and the spare has until its call to copy its pages ahead.
+            self.spare = self.fork_spare()
         try:
             ended = watch(spare.pid, caller, call.limits or {}, call.interval or 1, spare.reports)
         except BaseException:
@@ -168,6 +198,8 @@ class Host:
         finally:
             self.running = None
         wall = max(time.time() - started, 1e-6)
+        # As the app process counted it: the host's own clock would count the early fork of the next spare too.
+        self.app_seconds = spare.reports.ran or 0.0
         if ended.reaped:
             self.learned(spare, spare.reports.pages)
             spare.reports.close()
