@@ -24,7 +24,6 @@ import fcntl
 import os
 import re
 import select
-import shutil
 import signal
 import stat
 import sys
@@ -93,11 +92,21 @@ class locked:
             self.fd = None
 
 
+def copy_file(source, target):
+    """``shutil.copyfile``, without the 5 ms its imports add to a warm worker's first task."""
+    with open(source, "rb") as f, open(target, "wb") as out:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            out.write(chunk)
+
+
 def start(folder, lock):
     """Fork the host, with a copy of the worker program in ``folder`` (the sandbox goes when this task ends);
     wait until its door is open (it says so on a pipe, then closes it)."""
     program = os.path.join(os.path.abspath(folder), WORKER_PROGRAM)
-    shutil.copyfile(WORKER_PROGRAM, program + ".tmp")
+    copy_file(WORKER_PROGRAM, program + ".tmp")
     os.replace(program + ".tmp", program)
     try:
         os.remove(os.path.join(folder, DOOR))
