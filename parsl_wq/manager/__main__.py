@@ -23,6 +23,7 @@ own module; importing Parsl would add about half a second.
 import sys
 
 from parsl_wq.engine import load_work_queue
+from parsl_wq.manager.manager import Manager
 from parsl_wq.manager.queue import create_queue
 from parsl_wq.protocol.channel import Channel
 from parsl_wq.protocol.messages import ManagerConfig, Ready, StartFailed
@@ -51,9 +52,6 @@ def main(argv) -> int:
         channel.send(StartFailed(failure))
         return 1
     channel.send(Ready(queue.port))
-    # Imported once the port is known: the executor starts its workers meanwhile, and Work Queue's socket
-    # already listens (a worker that connects waits in its backlog).
-    from parsl_wq.manager.manager import Manager
     channel.hold_output()       # a large result must not stop the manager serving workers while it travels
     manager = Manager(wq, queue, channel, config, doorbell, monitor_binary)
     if manager.waiting.fallback_reason:
