@@ -236,11 +236,14 @@ with running_catalog(9097) as catalog:
     executor = WorkQueueExecutor(port=0, project_name="pwq-demand", catalog=catalog, factory=factory)
     kernel = parsl.load(Config(executors=[executor], run_dir={run_dir!r}, strategy="none"))
     futures = [apps.sleep_for(1) for _ in range(300)]
-    deadline, left, most = time.monotonic() + 200, 0, 0
+    start = time.monotonic()
+    deadline, left, most, seen = start + 200, 0, 0, None
     while time.monotonic() < deadline and not (most >= 4 and left):
-        time.sleep(2)
+        time.sleep(1)
         left, most = max(left, tasks_left() or 0), max(most, workers())
-    print("DEMAND", left, most, flush=True)
+        if left and seen is None:
+            seen = time.monotonic() - start
+    print("DEMAND", left, most, seen, flush=True)
     kernel.cleanup()
 '''
 
@@ -248,13 +251,17 @@ with running_catalog(9097) as catalog:
 def test_a_factory_sees_the_held_apps_as_demand_and_starts_more_workers(tmp_path, loopback_only_namespace,
                                                                          no_leftover_workers):
     """300 apps of 1 s on one 1-core worker: the manager holds most of them; it tells Work Queue how many
-    (tasks left), the catalog shows them, and the factory raises its workers to its maximum."""
+    (tasks left), the catalog shows them within seconds (Work Queue's own reports come a minute apart), and the
+    factory raises its workers to its maximum."""
     script = textwrap.dedent(DEMAND_SCRIPT).format(tests=TESTS, run_dir=str(tmp_path))
     run = subprocess.run(["ip", "netns", "exec", loopback_only_namespace, sys.executable, "-c", script],
                          capture_output=True, text=True, timeout=400, cwd=tmp_path)
     line = next((line for line in run.stdout.splitlines() if line.startswith("DEMAND")), None)
     assert line is not None, run.stdout + run.stderr[-3000:]
-    _, left, most = line.split()
-    assert int(left) >= 200, line      # held apps, as tasks left (at most, in the catalog's reports)
+    _, left, most, seen = line.split()
+    # Held apps, as tasks left (at most, in the catalog's reports); the first bundles, one per slot of the first
+    # worker, have taken some out of the backlog by then.
+    assert int(left) >= 150, line
+    assert seen != "None" and float(seen) < 20, line
     assert int(most) == 4, line
     assert not catalogs_on_9097()

@@ -32,7 +32,7 @@ from parsl_wq.manager.fast_abort import FastAbort
 from parsl_wq.manager.learning import Labels
 from parsl_wq.manager.queue import not_started
 from parsl_wq.manager.queue_state import QueueStateSender
-from parsl_wq.manager.waiting import ChannelWait
+from parsl_wq.manager.waiting import ChannelWait, catalog_reporter
 from parsl_wq.protocol import results, warm
 from parsl_wq.protocol.channel import Channel
 from parsl_wq.protocol.messages import FactoryStarted, ManagerConfig, Stop, SubmitTask, TaskDone, TaskUsage
@@ -44,6 +44,7 @@ WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the execut
 ORPHAN_GRACE = 5        # seconds to keep telling reconnecting workers to leave
 IDLE_POLL = 1           # seconds between looks at the workers while no task is in Work Queue
 MAX_RESTARTS = 3        # times a task that a worker could not start is submitted again
+DEMAND_REPORT_SECONDS = 2  # most often the catalog is told that demand grew, besides Work Queue's own reports
 SEND_POLL = 0.01        # seconds to wait for the executor to read, between passes over the workers
 
 
@@ -113,6 +114,10 @@ class Manager:
         self.restarts: Dict[int, int] = {}           # by the first app's id: times its task was not started
         self.backlog = bundles.Backlog(config.max_bundle) if config.max_bundle > 1 else None
         self.told_held = 0                           # apps held, as last told to Work Queue
+        # With a project name: demand that doubled since the last report is reported to the catalog at once.
+        self.report_to_catalog = catalog_reporter(wq, queue) if config.project_name else None
+        self.demand_reported = 0                     # apps held and tasks in Work Queue, as last reported
+        self.demand_reported_at = -DEMAND_REPORT_SECONDS
         self.fast_abort = FastAbort(config.fast_abort) if config.fast_abort is not None else None
         self.aborts: Dict[int, int] = {}             # by the first app's id: times its task was a straggler
         self.last_abort_check = 0.0
@@ -198,11 +203,26 @@ class Manager:
         return released
 
     def tell_demand(self) -> None:
-        """Tell Work Queue how many apps are held, so that its status (and a factory) counts them as tasks left."""
+        """Tell Work Queue how many apps are held, so that its status (and a factory) counts them as tasks left.
+
+        With a project name, have Work Queue report to the catalog when the demand (apps held and tasks not
+        done) at least doubled since it last did, at most every DEMAND_REPORT_SECONDS: a factory reads its
+        demand there, and Work Queue's own reports come a minute apart.
+        """
         held = len(self.backlog) if self.backlog is not None else 0
         if held != self.told_held:
             self.queue.specify_num_tasks_left(held)
             self.told_held = held
+        if self.report_to_catalog is None:
+            return
+        demand = held + len(self.submitted)
+        if demand >= 2 * self.demand_reported and demand and \
+                time.monotonic() - self.demand_reported_at >= DEMAND_REPORT_SECONDS:
+            self.report_to_catalog()
+            self.demand_reported_at = time.monotonic()
+            self.demand_reported = demand
+        elif not demand:
+            self.demand_reported = 0
 
     def slots(self) -> int:
         """Tasks Work Queue can run at once, as far as can be seen now: those on workers, and idle workers."""

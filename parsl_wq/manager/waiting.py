@@ -28,7 +28,7 @@ import ctypes
 import os
 import sys
 from types import ModuleType
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 EXTENSION_NAMES = ("_work_queue", "_cwork_queue")   # Debian's 9.9, cctools 7.x
 FALLBACK_SECONDS = 1    # Work Queue's shortest wait that polls
@@ -106,6 +106,24 @@ class ChannelWait:
                 pass
         except BlockingIOError:
             pass
+
+
+def catalog_reporter(wq: ModuleType, queue) -> Optional[Callable[[], None]]:
+    """A call that has Work Queue report to its catalog now, or None where the library does not export one.
+
+    Work Queue reports to the catalog at its first wait, then every 60 s
+    (``update_catalog(q, uplink, force)``, exported by both builds this package
+    supports): apps that come in a burst after that first report stay unknown
+    to a factory, which reads its demand there, for up to a minute.
+    """
+    try:
+        update = ctypes.CDLL(_extension_path(wq)).update_catalog
+    except (OSError, AttributeError, LookupError):
+        return None
+    update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    update.restype = None
+    pointer = _pointer(queue._work_queue)
+    return lambda: update(pointer, None, 1)
 
 
 def _address(task) -> int:
