@@ -13,7 +13,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 import pytest
 
@@ -92,14 +92,16 @@ class Hosts:
             subprocess.run(["ip", "netns", "del", self.namespace(host)], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
-    def start_worker(self, host: int, executor, options: str = "",
-                     restart: bool = False, hide: Sequence[str] = ()) -> subprocess.Popen:
+    def start_worker(self, host: int, executor, options: str = "", restart: bool = False,
+                     hide: Sequence[str] = (), replace: Mapping[str, str] = {}) -> subprocess.Popen:
         """Start a ``work_queue_worker`` for ``executor`` on host ``host``; with ``restart``, again whenever it exits.
 
         The password is read before the tmpfs hides it and written to a copy
         inside; it never appears on a command line. Each folder in ``hide`` gets
         an empty tmpfs over it (a node without that software); each file in it,
-        /dev/null instead (a node without that program).
+        /dev/null instead (a node without that program). Each file ``path`` in
+        ``replace`` shows the file ``replace[path]`` instead (a node whose program
+        of that name is another one).
         """
         port, password_file = executor.worker_port, executor._secrets.password_file
         worker = "work_queue_worker -s \"$D/work\" --connect-timeout 60"
@@ -117,6 +119,8 @@ class Hosts:
         for path in hide:
             kind = "-t tmpfs tmpfs" if os.path.isdir(path) else "--bind /dev/null"
             steps.append(f"mount {kind} {shlex.quote(path)}")
+        for path, source in replace.items():
+            steps.append(f"mount --bind {shlex.quote(source)} {shlex.quote(path)}")
         steps += [f"printf '127.0.0.1 localhost h{host}\\n' > \"$D/hosts\"",
                   "mount --bind \"$D/hosts\" /etc/hosts",
                   f"hostname h{host}"]

@@ -6,6 +6,7 @@ import what its packed environment brought.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -104,6 +105,58 @@ def test_warm_packed_apps_run_in_a_warm_process_of_the_environments_python(hosts
     out = tmp_path / "bash.out"
     assert python_on_path(stdout=str(out)).result(timeout=TIMEOUT) == 0
     assert "/pwq-envs/" in out.read_text()
+
+
+def an_old_python(version):
+    """This machine's interpreter of Python ``version`` (pyenv's or the system's), or skip."""
+    import glob
+    found = sorted(glob.glob(f"/root/.pyenv/versions/{version}.*/bin/python{version}")) + \
+        [p for p in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}") if os.path.exists(p)]
+    if not found:
+        pytest.skip(f"no Python {version} on this machine to stand for a node's python3")
+    return found[0]
+
+
+def python3_on_path(hidden):
+    """Each ``python3`` that PATH finds, but those in ``hidden`` folders (the node has none there)."""
+    found = []
+    for folder in os.environ["PATH"].split(os.pathsep):
+        path = os.path.join(folder, "python3")
+        if os.path.exists(path) and not any(os.path.realpath(path).startswith(h + os.sep) or
+                                            path.startswith(h + os.sep) for h in hidden):
+            found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("version, host_runs_on", [("3.6", "the environment's Python"), ("3.7", "python3")])
+def test_warm_packed_apps_run_where_the_nodes_python3_is_old(hosts, load_without_workers, tmp_path, version,
+                                                             host_runs_on):
+    """A node whose python3 is older than the submit side's: 3.6, as on EL8, is older than the warm host runs
+    on (``HOST_PYTHON``), so the environment's own Python starts the first warm host; 3.7 starts it."""
+    import tempfile
+    from conftest import worker_processes
+    system_python_lacks_sortedcontainers()
+    old = an_old_python(version)
+    # Not in tmp_path: the worker's host hides it.
+    python3 = os.path.join(tempfile.mkdtemp(prefix="pwq-old-python."), "python3")
+    with open(python3, "w") as f:
+        f.write(f"#!/bin/sh\nexec {old} \"$@\"\n")
+    os.chmod(python3, 0o755)
+    executor = load_without_workers(pack=True, coprocess=True, pack_cache_dir=str(tmp_path / "envs"))
+    hosts.start_worker(1, executor, "--cores 1", hide=SUBMIT_SIDE_PYTHON,
+                       replace={path: python3 for path in python3_on_path(SUBMIT_SIDE_PYTHON)})
+
+    calls = [warm_identity().result(timeout=TIMEOUT) for _ in range(3)]
+    executables, prefixes, pids, parents, _, values = zip(*calls)
+    assert all(v == [1, 2] for v in values) and len(set(parents)) == 1
+    assert "/pwq-envs/" in prefixes[0] and all(e.startswith(prefixes[0] + os.sep) for e in executables)
+    # The first warm task's Python, forked as the supervisor and the host: all run on one interpreter.
+    [runs_on] = {os.path.realpath(f"/proc/{p.pid}/exe") for p in worker_processes() if "warm" in p.info["cmdline"]}
+    if host_runs_on == "python3":
+        assert runs_on == os.path.realpath(old)
+    else:
+        assert runs_on.startswith(prefixes[0] + os.sep), runs_on
+    shutil.rmtree(os.path.dirname(python3))
 
 
 def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_without_workers, tmp_path):

@@ -30,7 +30,7 @@ from parsl_wq.errors import SerializationFailed
 from parsl_wq.protocol.messages import FileTransfer, SubmitTask
 from parsl_wq.protocol.sandbox import (CALLS, EXIT_UNPACK_FAILED, NODE_TMPDIR, PROXY, RESULTS, UNPACK_FAILED,
                                        UNPACKER, WORKER_PROGRAM, Call)
-from parsl_wq.protocol.warm import CALLER, WarmCall, host_folder, task_command
+from parsl_wq.protocol.warm import CALLER, HOST_PYTHON, WarmCall, host_folder, task_command
 
 if TYPE_CHECKING:       # the packers are imported with pack=True only
     from parsl_wq.pack import PackedEnvironment
@@ -151,13 +151,14 @@ class TaskFiles:
         cold task would use, with the executor's ``env`` (the task's variables):
         the warm Python starts as a cold one does. Executors that differ in
         any of these get hosts of their own (the folder's key). On a node
-        without that Python, a packed ``environment`` brings one: it is
-        unpacked (once per worker, as a cold task does) and its Python starts
-        the host.
+        without that Python, or whose Python is older than the host runs on
+        (``HOST_PYTHON``), a packed ``environment`` brings one: it is unpacked
+        (once per worker, as a cold task does) and its Python starts the host.
         """
         start = (f"{self.options.init_command}; " if self.options.init_command else "") + self.choose_python()
         if environment is not None:
-            start += (f"\"$PY\" -S -c '' 2>/dev/null || {{ ENV=$(sh {UNPACKER} {environment['tarball']} "
+            runs_host = f"import sys; sys.exit(sys.version_info < {HOST_PYTHON!r})"
+            start += (f"\"$PY\" -S -c '{runs_host}' 2>/dev/null || {{ ENV=$(sh {UNPACKER} {environment['tarball']} "
                       f"{environment['name']}) || {{ echo '{UNPACK_FAILED}' >&2; exit {EXIT_UNPACK_FAILED}; }}; "
                       f"PY=\"$ENV/bin/python\"; }}; ")
         return task_command(self.host_folder, start, WORKER_PROGRAM)

@@ -31,6 +31,8 @@ CALL_FILE = "pwq_call"          # the WarmCall, as the task's shell wrote it int
 ANSWER_FILE = "pwq_answer"      # the host's answer, in the sandbox, where it cannot write to the task's output
 ANSWERED = signal.SIGUSR1       # what the host sends the task's shell once it has answered
 FOLDER_PREFIX = "pwq_warm."     # the warm host's folder in the worker's workspace: FOLDER_PREFIX + key
+HOST_PYTHON = (3, 7)            # the oldest Python the warm host runs on (namedtuple's defaults, 3.7); EL8's
+                                # python3 is 3.6
 
 WarmCall = namedtuple("WarmCall", ["env", "limits", "interval", "node_tmpdir", "environment", "calls_id",
                                    "measure_disk"], defaults=(None, False))
