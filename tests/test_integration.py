@@ -90,6 +90,28 @@ def test_bash_app_stdout_and_stderr_come_back(dfk, tmp_path):
     assert out.read_text() == "hi\nagain\n"   # the default mode appends
 
 
+def test_files_whose_names_work_queue_cannot_carry_come_back(dfk, tmp_path, monkeypatch):
+    """A space, a '%', an '=' and a non-ASCII letter in the names of inputs, outputs and a bash app's stdout,
+    absolute and relative: Work Queue loses such an output file (the app succeeds, the file never comes), so
+    each travels under an escaped name."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "my data %"
+    folder.mkdir()
+    (folder / "in put=1.txt").write_text("ab")
+    (tmp_path / "rel in.txt").write_text("cd")
+    out, relative = folder / "out é 100%.txt", tmp_path / "rel out" / "x y.txt"
+    future = apps.concatenate(inputs=[File(str(folder / "in put=1.txt")), File("rel in.txt")],
+                              outputs=[File(str(out))])
+    assert future.result(timeout=TIMEOUT) == "abcd"
+    future.outputs[0].result(timeout=TIMEOUT)
+    assert out.read_text() == "ABCD"
+    assert apps.concatenate(inputs=[File("rel in.txt")], outputs=[File("rel out/x y.txt")]).result(timeout=TIMEOUT)
+    assert relative.read_text() == "CD"
+    log = folder / "echo out.txt"
+    apps.echo("hi", stdout=str(log)).result(timeout=TIMEOUT)
+    assert log.read_text() == "hi\n"
+
+
 def test_bash_app_exit_code_is_parsl_bash_exit_failure(dfk):
     from parsl.app.errors import BashExitFailure
     with pytest.raises(BashExitFailure) as info:

@@ -373,6 +373,11 @@ def test_sandbox_names():
     assert sandbox_name("a/b.txt") == "a/b.txt"
     assert sandbox_name("/x/y.txt") == "abs/x/y.txt"
     assert sandbox_name("../up.txt").startswith("abs/")
+    # What Work Queue cannot carry is escaped, one to one, folders kept
+    assert sandbox_name("/my data/out 100%.txt") == "abs/my=20data/out=20100=25.txt"
+    assert sandbox_name("a=b/é.txt") == "a=3Db/=C3=A9.txt"
+    names = ["a b", "a=20b", "a_b", "a%20b", "a\nb", "a=b"]
+    assert len({sandbox_name(n) for n in names}) == len(names)
 
 
 def test_planner_rewrites_copies_and_collects_transfers(tmp_path, monkeypatch):

@@ -32,6 +32,7 @@ from parsl.data_provider.zip import ZipFileStaging
 from parsl.utils import get_std_fname_mode
 
 from parsl_wq.errors import ConfigurationError
+from parsl_wq.protocol.sandbox import CARRIED
 
 NEEDS_SHARED_FS = (HTTPSeparateTaskStaging, FTPSeparateTaskStaging, ZipFileStaging)
 
@@ -76,12 +77,19 @@ class Staging:
         return sorted({os.path.dirname(f.remote) for f in self.outputs} - {""})
 
 
+ESCAPE = "="    # not in CARRIED
+
+
 def sandbox_name(path: str) -> str:
-    """A relative path stays as it is; anything else moves under ``abs/``."""
+    """A relative path stays as it is; anything else moves under ``abs/``. Any other character than
+    ``CARRIED`` (``ESCAPE`` included) becomes ``=XX``, per byte of its UTF-8: distinct paths keep distinct
+    names, and folders stay folders."""
     normal = os.path.normpath(path)
-    if os.path.isabs(normal) or normal.startswith(".."):
-        return "abs" + os.path.abspath(path)
-    return normal
+    name = "abs" + os.path.abspath(path) if os.path.isabs(normal) or normal.startswith("..") else normal
+    if all(c in CARRIED for c in name):
+        return name
+    return "".join(c if c in CARRIED else "".join(f"{ESCAPE}{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
+                   for c in name)
 
 
 class FilePlanner:

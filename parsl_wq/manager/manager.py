@@ -36,8 +36,8 @@ from parsl_wq.manager.waiting import ChannelWait, catalog_reporter
 from parsl_wq.protocol import results, warm
 from parsl_wq.protocol.channel import Channel
 from parsl_wq.protocol.messages import FactoryStarted, ManagerConfig, Stop, SubmitTask, TaskDone, TaskUsage
-from parsl_wq.protocol.sandbox import (CALLS, CALLS_ID, EXIT_NOT_OURS, EXIT_OVERDUE, NOT_OURS, OVERDUE, RESULTS, calls_id,
-                                       read_results)
+from parsl_wq.protocol.sandbox import (CALLS, CALLS_ID, CARRIED, EXIT_NOT_OURS, EXIT_OVERDUE, NOT_OURS, OVERDUE,
+                                       RESULTS, calls_id, read_results)
 
 OUTPUT_TAIL = 4000      # characters of a task's output kept for error messages
 WAIT_SECONDS = 5        # longest wait for Work Queue; a message from the executor ends it at once
@@ -56,6 +56,13 @@ class Submitted:
     results: str
     task: object = None     # the Work Queue task
     label: Dict[str, int] = dataclasses.field(default_factory=dict)    # warm: the allocation the manager learned
+    arriving: List[Tuple[str, str]] = dataclasses.field(default_factory=list)    # ``arriving_names``
+
+    def move_arrived(self) -> None:
+        """Move each output that Work Queue wrote under a name of its own (``arriving_names``) to its place."""
+        for written, final in self.arriving:
+            if os.path.exists(written):
+                os.replace(written, final)
 
     def outcomes(self) -> Dict[int, Tuple[bytes, float]]:
         """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
@@ -66,6 +73,15 @@ class Submitted:
             outcomes = {}
         remove(self.calls, self.results)
         return outcomes
+
+
+def arriving_names(apps: List[SubmitTask], identity: str) -> List[Tuple[str, str]]:
+    """(the name Work Queue writes, the app's output) for each output file whose name on this side has a
+    character Work Queue does not carry (``CARRIED``): it is written beside it under a name of the task's own,
+    and moved into place once the task ends."""
+    outputs = [f.local for app in apps for f in app.outputs]
+    return [(os.path.join(os.path.dirname(local), f".pwq-{identity}.{number}"), local)
+            for number, local in enumerate(outputs) if not set(os.path.basename(local)) <= CARRIED]
 
 
 def task_seconds(task) -> float:
@@ -243,9 +259,10 @@ class Manager:
             with open(calls_file, "wb") as f:
                 bundles.write_calls(f, identity, apps, overdue)
             label = self.learned_label(apps[0])
-            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs, label)
+            arriving = arriving_names(apps, identity)
+            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs, label, dict(arriving))
             task_id = self.queue.submit(task)
-            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task, label=label)
+            self.submitted[task_id] = Submitted(apps, calls_file, results_file, task, label=label, arriving=arriving)
             self.waiting.submitted(task)
         except Exception as e:
             remove(calls_file, results_file)
@@ -260,7 +277,8 @@ class Manager:
         return self.labels.label(message.category, message.resources)
 
     def make_task(self, apps: List[SubmitTask], identity: str, calls_file: str, results_file: str,
-                  fresh_inputs: bool = False, label: Optional[Dict[str, int]] = None):
+                  fresh_inputs: bool = False, label: Optional[Dict[str, int]] = None,
+                  arriving: Optional[Dict[str, str]] = None):
         message = apps[0]
         task = self.wq.Task(message.command)
         task.specify_environment_variable(CALLS_ID, identity)
@@ -288,8 +306,9 @@ class Manager:
         task.specify_input_file(calls_file, CALLS, cache=False)
         if self.monitor_binary:
             task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=not fresh_inputs)
+        written = {final: name for name, final in (arriving or {}).items()}
         for f in (f for app in apps for f in app.outputs):
-            task.specify_output_file(f.local, f.remote, cache=f.cache)
+            task.specify_output_file(written.get(f.local, f.local), f.remote, cache=f.cache)
         task.specify_output_file(results_file, RESULTS, cache=False)
         return task
 
@@ -305,6 +324,7 @@ class Manager:
 
     def report(self, task) -> None:
         submitted = self.submitted.pop(task.id)
+        submitted.move_arrived()
         apps = submitted.apps
         outcomes = submitted.outcomes()
         result_name = self.result_names.get(task.result, str(task.result))

@@ -37,6 +37,10 @@ UNPACKER = "pwq_unpack.sh"
 WORKER_PROGRAM = "pwq_worker.pyz"
 NODE_TMPDIR = "PARSL_WQ_NODE_TMPDIR"    # the worker's own TMPDIR, kept by the executor's worker commands
 PREFIX = "pwq_"         # names of this package's files in a sandbox; a user's files may not start with it
+# Characters Work Queue carries in a file's name unchanged. It URL-encodes names on the wire, and on both
+# engines loses an output file whose name in the sandbox, or whose name on the submit side, has a space or a
+# '%': the worker keeps it under one name and looks for it under another, and the task is a success.
+CARRIED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+,@-/")
 
 Call = namedtuple("Call", ["id", "function", "arguments", "output_dirs", "renames"])
 Call.__doc__ = """One app in a task's calls file.
