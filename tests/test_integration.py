@@ -110,6 +110,8 @@ def test_files_whose_names_work_queue_cannot_carry_come_back(dfk, tmp_path, monk
     log = folder / "echo out.txt"
     apps.echo("hi", stdout=str(log)).result(timeout=TIMEOUT)
     assert log.read_text() == "hi\n"
+    apps.echo("again", stdout=str(log)).result(timeout=TIMEOUT)     # appends: the file is sent, then moved
+    assert log.read_text() == "hi\nagain\n"
 
 
 def test_bash_app_exit_code_is_parsl_bash_exit_failure(dfk):
