@@ -97,10 +97,10 @@ def test_files_whose_names_work_queue_cannot_carry_come_back(dfk, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "my data %"
     folder.mkdir()
-    (folder / "in put=1.txt").write_text("ab")
+    (folder / "in put=1 100%é.txt").write_text("ab")
     (tmp_path / "rel in.txt").write_text("cd")
     out, relative = folder / "out é 100%.txt", tmp_path / "rel out" / "x y.txt"
-    future = apps.concatenate(inputs=[File(str(folder / "in put=1.txt")), File("rel in.txt")],
+    future = apps.concatenate(inputs=[File(str(folder / "in put=1 100%é.txt")), File("rel in.txt")],
                               outputs=[File(str(out))])
     assert future.result(timeout=TIMEOUT) == "abcd"
     future.outputs[0].result(timeout=TIMEOUT)
