@@ -105,6 +105,10 @@ def test_files_whose_names_work_queue_cannot_carry_come_back(dfk, tmp_path, monk
     assert future.result(timeout=TIMEOUT) == "abcd"
     future.outputs[0].result(timeout=TIMEOUT)
     assert out.read_text() == "ABCD"
+    assert apps.concatenate(inputs=[File("rel in.txt")], outputs=[File(str(folder / "plain.txt"))]).result(
+        timeout=TIMEOUT) == "cd"
+    assert (folder / "plain.txt").read_text() == "CD"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".pwq-")]    # each moved into place
     assert apps.concatenate(inputs=[File("rel in.txt")], outputs=[File("rel out/x y.txt")]).result(timeout=TIMEOUT)
     assert relative.read_text() == "CD"
     log = folder / "echo out.txt"

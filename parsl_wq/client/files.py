@@ -81,15 +81,17 @@ ESCAPE = "="    # not in CARRIED
 
 
 def sandbox_name(path: str) -> str:
-    """A relative path stays as it is; anything else moves under ``abs/``. Any other character than
-    ``CARRIED`` (``ESCAPE`` included) becomes ``=XX``, per byte of its UTF-8: distinct paths keep distinct
-    names, and folders stay folders."""
+    """A relative path stays as it is; anything else moves under ``abs/``. Each character that Work Queue does
+    not carry (not in ``CARRIED``, ``ESCAPE`` included) is escaped: distinct paths keep distinct names, and
+    folders stay folders."""
     normal = os.path.normpath(path)
     name = "abs" + os.path.abspath(path) if os.path.isabs(normal) or normal.startswith("..") else normal
-    if all(c in CARRIED for c in name):
-        return name
-    return "".join(c if c in CARRIED else "".join(f"{ESCAPE}{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
-                   for c in name)
+    return "".join(c if c in CARRIED else escaped(c) for c in name)
+
+
+def escaped(character: str) -> str:
+    """``=XX`` for each byte of the character's UTF-8 (``é`` is ``=C3=A9``)."""
+    return "".join(f"{ESCAPE}{byte:02X}" for byte in character.encode("utf-8", "surrogateescape"))
 
 
 class FilePlanner:

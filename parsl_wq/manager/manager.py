@@ -61,8 +61,12 @@ class Submitted:
     def move_arrived(self) -> None:
         """Move each output that Work Queue wrote under a name of its own (``arriving_names``) to its place."""
         for written, final in self.arriving:
-            if os.path.exists(written):
+            try:
                 os.replace(written, final)
+            except FileNotFoundError:   # it did not come back
+                pass
+            except OSError as e:
+                sys.stderr.write(f"parsl_wq manager: could not move output {written!r} to {final!r}: {e}\n")
 
     def outcomes(self) -> Dict[int, Tuple[bytes, float]]:
         """The outcome of each app that wrote one and the seconds it ran, by task id; the files are removed."""
@@ -260,7 +264,8 @@ class Manager:
                 bundles.write_calls(f, identity, apps, overdue)
             label = self.learned_label(apps[0])
             arriving = arriving_names(apps, identity)
-            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs, label, dict(arriving))
+            task = self.make_task(apps, identity, calls_file, results_file, fresh_inputs, label,
+                                  {final: written for written, final in arriving})
             task_id = self.queue.submit(task)
             self.submitted[task_id] = Submitted(apps, calls_file, results_file, task, label=label, arriving=arriving)
             self.waiting.submitted(task)
@@ -278,7 +283,9 @@ class Manager:
 
     def make_task(self, apps: List[SubmitTask], identity: str, calls_file: str, results_file: str,
                   fresh_inputs: bool = False, label: Optional[Dict[str, int]] = None,
-                  arriving: Optional[Dict[str, str]] = None):
+                  written_as: Optional[Dict[str, str]] = None):
+        """The Work Queue task for ``apps``; ``written_as`` names where Work Queue writes an output file (by its
+        place) that is moved into place when the task ends (``arriving_names``)."""
         message = apps[0]
         task = self.wq.Task(message.command)
         task.specify_environment_variable(CALLS_ID, identity)
@@ -306,9 +313,8 @@ class Manager:
         task.specify_input_file(calls_file, CALLS, cache=False)
         if self.monitor_binary:
             task.specify_input_file(self.monitor_binary, monitor.MONITOR_NAME, cache=not fresh_inputs)
-        written = {final: name for name, final in (arriving or {}).items()}
         for f in (f for app in apps for f in app.outputs):
-            task.specify_output_file(written.get(f.local, f.local), f.remote, cache=f.cache)
+            task.specify_output_file((written_as or {}).get(f.local, f.local), f.remote, cache=f.cache)
         task.specify_output_file(results_file, RESULTS, cache=False)
         return task
 
