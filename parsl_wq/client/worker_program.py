@@ -1,4 +1,4 @@
-"""The worker program: ``parsl_wq.worker`` and ``parsl_wq.protocol`` in one zip file that any Python 3 runs.
+"""The worker program: ``parsl_wq.worker`` and ``parsl_wq.protocol`` in one zip file that Python 3.7 or later runs.
 
 A worker node needs neither Parsl nor this package: each cold task carries
 the program (cached on the worker) and runs ``python pwq_worker.pyz run ...``;

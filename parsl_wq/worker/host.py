@@ -48,7 +48,7 @@ host of its own, started with that environment's Python (``packed.py``)::
     host ──socketpair: the call──> packed host (ENV/bin/python) ──fork per app──> ...
 
 Each process here is killed when its parent dies (``PR_SET_PDEATHSIG``).
-Standard library only: this runs with any Python 3 on the worker.
+Standard library only: this runs with the worker's Python, 3.7 or later (``protocol.warm.HOST_PYTHON``).
 """
 
 import faulthandler
