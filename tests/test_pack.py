@@ -129,8 +129,8 @@ def python3_on_path(hidden):
 
 
 @pytest.mark.parametrize("version, host_runs_on", [("3.6", "the environment's Python"), ("3.7", "python3")])
-def test_warm_packed_apps_run_where_the_nodes_python3_is_old(hosts, load_without_workers, tmp_path, version,
-                                                             host_runs_on):
+def test_warm_packed_apps_run_where_the_nodes_python3_is_old(hosts, load_without_workers, tmp_path, request,
+                                                             version, host_runs_on):
     """A node whose python3 is older than the submit side's: 3.6, as on EL8, is older than the warm host runs
     on (``HOST_PYTHON``), so the environment's own Python starts the first warm host; 3.7 starts it."""
     import tempfile
@@ -138,7 +138,9 @@ def test_warm_packed_apps_run_where_the_nodes_python3_is_old(hosts, load_without
     system_python_lacks_sortedcontainers()
     old = an_old_python(version)
     # Not in tmp_path: the worker's host hides it.
-    python3 = os.path.join(tempfile.mkdtemp(prefix="pwq-old-python."), "python3")
+    wrapper_folder = tempfile.mkdtemp(prefix="pwq-old-python.")
+    request.addfinalizer(lambda: shutil.rmtree(wrapper_folder))
+    python3 = os.path.join(wrapper_folder, "python3")
     with open(python3, "w") as f:
         f.write(f"#!/bin/sh\nexec {old} \"$@\"\n")
     os.chmod(python3, 0o755)
@@ -156,7 +158,6 @@ def test_warm_packed_apps_run_where_the_nodes_python3_is_old(hosts, load_without
         assert runs_on == os.path.realpath(old)
     else:
         assert runs_on.startswith(prefixes[0] + os.sep), runs_on
-    shutil.rmtree(os.path.dirname(python3))
 
 
 def test_a_package_that_cannot_be_found_fails_the_task_with_the_name(load_without_workers, tmp_path):
